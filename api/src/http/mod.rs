@@ -1,0 +1,3 @@
+//! HTTP edge of the API crate: types shared by every onair HTTP surface.
+
+pub mod problem;

@@ -1,0 +1,1 @@
+//! onair load-test harness and WebRTC test clients.

@@ -1,0 +1,1 @@
+//! onair media plane.

@@ -1,0 +1,1 @@
+//! WHIP and WHEP signaling.
