@@ -95,6 +95,31 @@ impl Problem {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, slug, "Unprocessable content").detail(detail)
     }
 
+    /// 409 for a duplicate (channel id, username).
+    pub fn conflict(slug: &str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, slug, "Conflict").detail(detail)
+    }
+
+    /// 429 with `Retry-After`.
+    pub fn too_many_requests(retry_after_secs: u64) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Too many requests",
+        )
+        .detail(format!("retry in {retry_after_secs} s"))
+        .header(header::RETRY_AFTER, &retry_after_secs.to_string())
+    }
+
+    /// 405; keep the `Allow` header of the original response.
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            "Method not allowed",
+        )
+    }
+
     /// 500 without leaking internals; the cause goes to the log.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(%cause, "internal error");
@@ -136,5 +161,22 @@ impl IntoResponse for Problem {
             headers.append(k.clone(), v.clone());
         }
         (status, headers, body).into_response()
+    }
+}
+
+impl From<crate::error::ApiError> for Problem {
+    fn from(e: crate::error::ApiError) -> Self {
+        use crate::error::ApiError as E;
+        match e {
+            E::NotFound { what, id } => Self::not_found(format!("{what} {id:?} not found")),
+            E::Conflict { slug, detail } => Self::conflict(slug, detail),
+            E::Invalid { slug, detail } => Self::unprocessable(slug, detail),
+            E::BadRequest { slug, detail } => Self::bad_request(slug, detail),
+            E::Unauthorized(detail) => Self::unauthorized(detail, false),
+            E::Forbidden(detail) => Self::forbidden(detail),
+            E::RateLimited { retry_after_secs } => Self::too_many_requests(retry_after_secs),
+            E::Db(e) => Self::internal(e),
+            E::Internal(e) => Self::internal(format!("{e:#}")),
+        }
     }
 }

@@ -1,0 +1,15 @@
+//! Schema migrations, applied in order by [`crate::Api::open`].
+
+mod m0001_initial;
+
+use sea_orm_migration::prelude::*;
+
+/// The migrator of the onair schema.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m0001_initial::Migration)]
+    }
+}
