@@ -96,7 +96,6 @@ pub struct Server {
     pub api: Api,
     pub base: String,
     pub http: reqwest::Client,
-    pub backend: Backend,
     pub config: ApiConfig,
     pub _cleanup: Cleanup,
 }
@@ -168,7 +167,6 @@ pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut ApiConfig)) ->
         api,
         base,
         http,
-        backend,
         config: cfg,
         _cleanup: cleanup,
     }

@@ -307,6 +307,25 @@ fn init_tracing() {
         .try_init();
 }
 
+fn summary(s: &ViewerStats) -> String {
+    format!(
+        "decoded {} (keyframes {}), indices {}, first frame after {:?}, latency p50 {:?} us p95 {:?} us, \
+         dropped before keyframe {}, incomplete {}, gaps {}, plis {}, sizes {:?}, audio {}",
+        s.frames_decoded,
+        s.keyframes_decoded,
+        s.frame_indices_seen,
+        s.first_frame_after,
+        s.latency_percentile_us(50.0),
+        s.latency_percentile_us(95.0),
+        s.frames_before_first_keyframe_dropped,
+        s.incomplete_frames,
+        s.seq_gaps,
+        s.plis_sent,
+        s.sizes_seen,
+        s.audio_packets,
+    )
+}
+
 fn publisher_config(layers: Vec<LayerSpec>, fps: u32) -> PublisherConfig {
     PublisherConfig {
         whip_url: String::new(),
@@ -348,6 +367,8 @@ async fn frames_flow_from_publisher_to_viewer() -> anyhow::Result<()> {
 
     let viewer = play_with(viewer_config(), ClientOptions::default(), RelayExchange::new(&relay, false)).await?;
     let stats = viewer.wait_frames(30, Duration::from_secs(20)).await?;
+    eprintln!("viewer: {}", summary(&stats));
+    eprintln!("publisher: {:?}", publisher.stats());
     assert_eq!(stats.sizes_seen, vec![(640, 360)]);
     assert_eq!(stats.pattern_misses, 0, "{stats:?}");
     assert_eq!(stats.decode_errors, 0, "{stats:?}");

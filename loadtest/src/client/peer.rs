@@ -211,8 +211,9 @@ pub(crate) async fn gathered_local_sdp(
         timeout,
         gathering.wait_for(|s| *s == RTCIceGatheringState::Complete),
     )
-    .await;
-    if !matches!(done, Ok(Ok(_))) {
+    .await
+    .is_ok_and(|r| r.is_ok());
+    if !done {
         tracing::warn!("ICE gathering did not complete in {timeout:?}; sending what we have");
     }
     pc.local_description()

@@ -1,0 +1,179 @@
+//! The `onair` server: wires the API, the media plane and signaling into one HTTP service.
+//! `main.rs` only parses the command line; this is what tests start in-process.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use clap::Args;
+use onair_api::{Api, ApiConfig};
+use onair_sfu::{Sfu, SfuConfig};
+use onair_signaling::Signaling;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+
+/// Settings shared by every subcommand that touches the data (DESIGN §3).
+#[derive(Debug, Clone, Args)]
+pub struct DataSettings {
+    /// Directory for the SQLite database, secrets and HLS output.
+    #[arg(long, env = "ONAIR_DATA_DIR", default_value = "./onair-data")]
+    pub data_dir: PathBuf,
+    /// Database URL: `sqlite://...` (default: inside the data dir) or `postgres://...`.
+    #[arg(long, env = "ONAIR_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// JWT HS256 secret; default: generated once and kept in the data dir.
+    #[arg(long, env = "ONAIR_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+}
+
+impl DataSettings {
+    /// Opens the API (database, migrations, secret).
+    pub async fn open_api(&self, registry: &prometheus::Registry) -> anyhow::Result<Api> {
+        let mut cfg = ApiConfig::new(self.data_dir.clone());
+        cfg.database_url = self.database_url.clone();
+        cfg.jwt_secret = self.jwt_secret.clone();
+        cfg.registry = registry.clone();
+        Api::open(cfg).await.context("opening the database")
+    }
+}
+
+/// Settings of `onair serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeSettings {
+    /// HTTP listen address (API, WHIP, WHEP, web app, metrics).
+    #[arg(long, env = "ONAIR_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+    /// Media address: one UDP port and ICE-TCP on the same port number.
+    #[arg(long, env = "ONAIR_MEDIA_ADDR", default_value = "0.0.0.0:8189")]
+    pub media_addr: SocketAddr,
+    /// Address to advertise in ICE candidates (repeatable; comma-separated in the env var).
+    /// Default: the bound address, or every interface address when bound to 0.0.0.0.
+    #[arg(long = "public-ip", env = "ONAIR_PUBLIC_IP", value_delimiter = ',')]
+    pub public_ip: Vec<IpAddr>,
+    /// Redis URL for many nodes (chat bus and counters). Unset: single node.
+    #[arg(long, env = "ONAIR_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Media socket loops; 0 = one per core.
+    #[arg(long, env = "ONAIR_SHARDS", default_value_t = 0)]
+    pub shards: usize,
+    /// Database and secrets.
+    #[command(flatten)]
+    pub data: DataSettings,
+}
+
+/// A running server.
+pub struct Server {
+    /// Where HTTP listens.
+    pub http_addr: SocketAddr,
+    /// Where media listens.
+    pub media_addr: SocketAddr,
+    /// The API (channels, accounts, live state).
+    pub api: Api,
+    /// WHIP/WHEP signaling and the media plane under it.
+    pub signaling: Signaling,
+    /// The demo channel's stream key, when this start created it.
+    pub demo_key: Option<String>,
+    registry: prometheus::Registry,
+    stop: tokio::sync::watch::Sender<bool>,
+    serve: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+#[derive(Clone)]
+struct AppState {
+    registry: prometheus::Registry,
+    api: Api,
+}
+
+impl Server {
+    /// Opens the database, binds HTTP and media, and starts serving.
+    pub async fn start(s: &ServeSettings) -> anyhow::Result<Server> {
+        let registry = prometheus::Registry::new();
+        let api = s.data.open_api(&registry).await?;
+        let demo_key = api.ensure_demo_channel().await.context("creating the demo channel")?;
+        if s.redis_url.is_some() {
+            tracing::warn!("--redis-url is accepted but this build serves one node (the chat bus comes with the chat service)");
+        }
+        let sfu = Sfu::start(
+            SfuConfig { bind: s.media_addr, advertise: s.public_ip.clone(), shards: s.shards },
+            &registry,
+        )
+        .context("binding the media port")?;
+        let listener = tokio::net::TcpListener::bind(s.http_addr)
+            .await
+            .with_context(|| format!("binding {}", s.http_addr))?;
+        let http_addr = listener.local_addr()?;
+        let fallback = format!("http://{http_addr}");
+        let signaling = Signaling::new(sfu.clone(), api.clone(), fallback);
+        signaling.spawn_event_pump();
+
+        let app = Router::new()
+            .merge(signaling.router())
+            .merge(api.router())
+            .merge(
+                Router::new()
+                    .route("/metrics", get(metrics))
+                    .route("/healthz", get(|| async { "ok" }))
+                    .route("/readyz", get(readyz))
+                    .with_state(AppState { registry: registry.clone(), api: api.clone() }),
+            )
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(tower_http::trace::TraceLayer::new_for_http())
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let serve = tokio::spawn(async move {
+            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await
+        });
+        tracing::info!(%http_addr, media = %sfu.local_addr(), "onair serving");
+        Ok(Server {
+            http_addr,
+            media_addr: sfu.local_addr(),
+            api,
+            signaling,
+            demo_key,
+            registry,
+            stop,
+            serve,
+        })
+    }
+
+    /// The metrics registry (for tests that read counters directly).
+    pub fn registry(&self) -> &prometheus::Registry {
+        &self.registry
+    }
+
+    /// Graceful stop: every session is ended as if DELETEd, then HTTP stops.
+    pub async fn stop(self, grace: Duration) {
+        self.signaling.shutdown(grace).await;
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(grace + Duration::from_secs(5), self.serve).await;
+    }
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    let mut buf = String::new();
+    let enc = prometheus::TextEncoder::new();
+    if let Err(e) = enc.encode_utf8(&s.registry.gather(), &mut buf) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
+    }
+    let mut r = buf.into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    r
+}
+
+async fn readyz(State(s): State<AppState>) -> Response {
+    match s.api.count_channels().await {
+        Ok(_) => "ready".into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}")).into_response(),
+    }
+}
