@@ -63,9 +63,12 @@ impl BanInfo {
     }
 }
 
+/// A channel's active bans by user, and when they were loaded.
+type ChannelBans = (Instant, HashMap<String, BanInfo>);
+
 #[derive(Default)]
 pub(crate) struct BanCache {
-    channels: RwLock<HashMap<String, (Instant, HashMap<String, BanInfo>)>>,
+    channels: RwLock<HashMap<String, ChannelBans>>,
 }
 
 /// Deletes the (channel, user) row when nothing is set any more.
@@ -236,14 +239,24 @@ impl Api {
     /// Lifts a ban or timeout; `Ok(false)` when there was none (idempotent).
     pub async fn unban(&self, channel_id: &str, user_id: &str) -> ApiResult<bool> {
         self.require_channel(channel_id).await?;
+        if !validate::is_user_id(user_id) {
+            // Such a user cannot have been banned.
+            return Ok(false);
+        }
         let res = channel_users::Entity::update_many()
             .col_expr(channel_users::Column::IsBanned, Expr::value(false))
             .col_expr(
                 channel_users::Column::BannedUntil,
                 Expr::value(Option::<DateTime<Utc>>::None),
             )
-            .col_expr(channel_users::Column::BanReason, Expr::value(Option::<String>::None))
-            .col_expr(channel_users::Column::BannedBy, Expr::value(Option::<String>::None))
+            .col_expr(
+                channel_users::Column::BanReason,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                channel_users::Column::BannedBy,
+                Expr::value(Option::<String>::None),
+            )
             .col_expr(
                 channel_users::Column::BannedAt,
                 Expr::value(Option::<DateTime<Utc>>::None),

@@ -301,7 +301,11 @@ impl Api {
 
     /// Changes name, description and/or stream title (no permission check: see the HTTP
     /// layer). A title change also retitles the live stream.
-    pub async fn update_channel(&self, channel_id: &str, update: ChannelUpdate) -> ApiResult<Channel> {
+    pub async fn update_channel(
+        &self,
+        channel_id: &str,
+        update: ChannelUpdate,
+    ) -> ApiResult<Channel> {
         let mut q = channels::Entity::update_many()
             .col_expr(channels::Column::UpdatedAt, Expr::value(Utc::now()))
             .filter(channels::Column::ChannelId.eq(channel_id));

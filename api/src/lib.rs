@@ -64,11 +64,13 @@ impl Api {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
         let db = db::connect(&config).await?;
-        db::migrate(&db).await.context("running database migrations")?;
+        db::migrate(&db)
+            .await
+            .context("running database migrations")?;
         let secret = secrets::load_jwt_secret(&config)?;
         let jwt = auth::JwtKeys::new(&secret);
-        let metrics = metrics::HttpMetrics::register(&config.registry)
-            .context("registering API metrics")?;
+        let metrics =
+            metrics::HttpMetrics::register(&config.registry).context("registering API metrics")?;
         let payments = payments::provider_from_config(&config.payment_provider);
         let (events, _) = broadcast::channel(1024);
         let auth_limiter = ratelimit::RateLimiter::new(config.auth_rate_limit);

@@ -11,10 +11,10 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveValue::Set, ColumnTrait as _, EntityTrait as _, QueryFilter as _};
 use uuid::Uuid;
 
+use crate::Api;
 use crate::db::entities::{channels, livestreams};
 use crate::error::{ApiError, ApiResult};
 use crate::events::ChannelEvent;
-use crate::Api;
 
 /// Source name used by [`Live::set_viewer_count`] (the SFU's WebRTC viewers).
 pub const SOURCE_WEBRTC: &str = "webrtc";
@@ -116,7 +116,8 @@ impl Live {
         );
         self.api.remember_channel(channel_id);
         if let Some(prev) = previous {
-            self.finish_row(prev.stream.stream_id, Some(prev.peak)).await?;
+            self.finish_row(prev.stream.stream_id, Some(prev.peak))
+                .await?;
             self.api.emit(ChannelEvent::StreamEnded {
                 channel_id: channel_id.to_string(),
                 stream_id: prev.stream.stream_id,

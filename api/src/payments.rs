@@ -103,7 +103,12 @@ impl PaymentProvider for TestProvider {
         Box::pin(async { Ok(PaymentStart::Confirmed) })
     }
 
-    fn parse_webhook(&self, _: Option<&str>, _: &[u8], _: i64) -> Result<WebhookEvent, WebhookError> {
+    fn parse_webhook(
+        &self,
+        _: Option<&str>,
+        _: &[u8],
+        _: i64,
+    ) -> Result<WebhookEvent, WebhookError> {
         Err(WebhookError::NotSupported)
     }
 }
@@ -154,7 +159,9 @@ impl PaymentProvider for WebhookProvider {
     }
 
     fn start<'a>(&'a self, req: &'a PaymentRequest) -> BoxFuture<'a, anyhow::Result<PaymentStart>> {
-        let url = self.payment_input_url.replace("{paymentID}", &req.payment_id);
+        let url = self
+            .payment_input_url
+            .replace("{paymentID}", &req.payment_id);
         Box::pin(async move {
             Ok(PaymentStart::Pending {
                 payment_input_url: url,
@@ -205,8 +212,11 @@ impl PaymentProvider for WebhookProvider {
             "failed" => false,
             other => return Err(WebhookError::Malformed(format!("unknown status {other:?}"))),
         };
-        if ev.event_id.is_empty() || ev.payment_id.is_empty() {
-            return Err(WebhookError::Malformed("empty eventID or paymentID".into()));
+        let ok_id = |s: &str| !s.is_empty() && s.len() <= 200 && s.chars().all(|c| !c.is_control());
+        if !ok_id(&ev.event_id) || !ok_id(&ev.payment_id) {
+            return Err(WebhookError::Malformed(
+                "eventID and paymentID must be 1 to 200 printable characters".into(),
+            ));
         }
         Ok(WebhookEvent {
             event_id: ev.event_id,

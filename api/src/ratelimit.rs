@@ -40,9 +40,7 @@ impl RateLimiter {
         let mut buckets = self.buckets.lock();
         if buckets.len() > 100_000 {
             // Drop buckets that are full again; they carry no information.
-            buckets.retain(|_, b| {
-                b.tokens + now.duration_since(b.at).as_secs_f64() * rate < burst
-            });
+            buckets.retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * rate < burst);
         }
         let b = buckets.entry(key.to_string()).or_insert(Bucket {
             tokens: burst,

@@ -44,7 +44,11 @@ async fn follower_count<C: ConnectionTrait>(conn: &C, channel_id: &str) -> ApiRe
     Ok(u64::try_from(row.follower_count).unwrap_or(0))
 }
 
-async fn bump_followers<C: ConnectionTrait>(conn: &C, channel_id: &str, delta: i64) -> ApiResult<()> {
+async fn bump_followers<C: ConnectionTrait>(
+    conn: &C,
+    channel_id: &str,
+    delta: i64,
+) -> ApiResult<()> {
     channels::Entity::update_many()
         .col_expr(
             channels::Column::FollowerCount,

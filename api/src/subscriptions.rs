@@ -8,9 +8,7 @@
 
 use chrono::{DateTime, Months, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait as _, OnConflict};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait as _, EntityTrait as _, QueryFilter as _,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait as _, EntityTrait as _, QueryFilter as _};
 use uuid::Uuid;
 
 use crate::Api;
@@ -155,9 +153,12 @@ impl Api {
         match provider.start(&req).await.map_err(ApiError::Internal)? {
             PaymentStart::Confirmed => {
                 self.settle_payment(&payment_id, true).await?;
-                let info = self.subscription(channel_id, user_id).await?.ok_or_else(|| {
-                    ApiError::Internal(anyhow::anyhow!("subscription missing after payment"))
-                })?;
+                let info = self
+                    .subscription(channel_id, user_id)
+                    .await?
+                    .ok_or_else(|| {
+                        ApiError::Internal(anyhow::anyhow!("subscription missing after payment"))
+                    })?;
                 Ok(SubscribeOutcome::Active(info))
             }
             PaymentStart::Pending { payment_input_url } => Ok(SubscribeOutcome::Pending {
@@ -288,7 +289,10 @@ impl Api {
         if inserted == 0 {
             return Ok(WebhookOutcome::Ignored);
         }
-        if self.settle_payment(&event.payment_id, event.succeeded).await? {
+        if self
+            .settle_payment(&event.payment_id, event.succeeded)
+            .await?
+        {
             Ok(WebhookOutcome::Processed)
         } else {
             Ok(WebhookOutcome::Ignored)
@@ -310,7 +314,10 @@ impl Api {
             let txn = crate::db::begin_write(self.db()).await?;
             if m.sub_period_end.is_some_and(|e| e <= now) {
                 channel_users::Entity::update_many()
-                    .col_expr(channel_users::Column::SubTier, Expr::value(Option::<i32>::None))
+                    .col_expr(
+                        channel_users::Column::SubTier,
+                        Expr::value(Option::<i32>::None),
+                    )
                     .col_expr(
                         channel_users::Column::SubStartedAt,
                         Expr::value(Option::<DateTime<Utc>>::None),

@@ -3,8 +3,7 @@
 /// A channel id or username: `[a-z0-9_]{3,25}`.
 pub fn is_slug(s: &str) -> bool {
     (3..=25).contains(&s.len())
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
@@ -13,14 +12,15 @@ pub fn is_slug(s: &str) -> bool {
 /// Tokens minted by `onair token` may carry ids of another identity system, so this is looser
 /// than [`is_slug`].
 pub fn is_user_id(s: &str) -> bool {
-    !s.is_empty() && s.chars().count() <= 64 && s.chars().all(|c| !c.is_control() && !c.is_whitespace())
+    !s.is_empty()
+        && s.chars().count() <= 64
+        && s.chars().all(|c| !c.is_control() && !c.is_whitespace())
 }
 
 /// Free text limited in characters, without control characters other than newlines and tabs.
 pub fn is_text(s: &str, max_chars: usize) -> bool {
     s.chars().count() <= max_chars
-        && s
-            .chars()
+        && s.chars()
             .all(|c| !c.is_control() || c == '\n' || c == '\t' || c == '\r')
 }
 

@@ -172,6 +172,49 @@ async fn relay(
     }
 }
 
+/// The address and port of every UDP candidate in an SDP (to find what to proxy).
+pub fn udp_candidate_addrs(sdp: &str) -> Vec<SocketAddr> {
+    sdp.lines()
+        .filter_map(|line| line.trim_end().strip_prefix("a=candidate:"))
+        .filter_map(|c| {
+            let f: Vec<&str> = c.split_whitespace().collect();
+            if !f.get(2)?.eq_ignore_ascii_case("udp") {
+                return None;
+            }
+            let ip: std::net::IpAddr = f.get(4)?.parse().ok()?;
+            let port: u16 = f.get(5)?.parse().ok()?;
+            Some(SocketAddr::new(ip, port))
+        })
+        .collect()
+}
+
+/// Rewrites every UDP candidate whose address is `upstream` to point at `proxy` instead, for
+/// use as a viewer's `answer_rewrite`.
+pub fn route_candidates_via(sdp: &str, upstream: SocketAddr, proxy: SocketAddr) -> String {
+    let mut out = String::with_capacity(sdp.len());
+    for line in sdp.split_inclusive('\n') {
+        let body = line.trim_end();
+        let eol = &line[body.len()..];
+        if let Some(c) = body.strip_prefix("a=candidate:") {
+            let mut f: Vec<String> = c.split_whitespace().map(str::to_owned).collect();
+            let matches = f.len() > 5
+                && f[2].eq_ignore_ascii_case("udp")
+                && f[4].parse::<std::net::IpAddr>().ok() == Some(upstream.ip())
+                && f[5].parse::<u16>().ok() == Some(upstream.port());
+            if matches {
+                f[4] = proxy.ip().to_string();
+                f[5] = proxy.port().to_string();
+                out.push_str("a=candidate:");
+                out.push_str(&f.join(" "));
+                out.push_str(eol);
+                continue;
+            }
+        }
+        out.push_str(line);
+    }
+    out
+}
+
 async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -241,6 +284,19 @@ mod tests {
         };
         let ((), result) = tokio::join!(sender, receiver);
         result
+    }
+
+    #[test]
+    fn rewrites_only_the_upstream_candidate() {
+        let sdp = "v=0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host\r\n\
+                   a=candidate:2 1 udp 2130706431 127.0.0.1 6000 typ host\r\n\
+                   a=candidate:3 1 tcp 1694498815 127.0.0.1 5000 typ host tcptype passive\r\n";
+        let upstream: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+        assert_eq!(udp_candidate_addrs(sdp)[0], upstream);
+        let out = route_candidates_via(sdp, upstream, "127.0.0.1:7000".parse().expect("addr"));
+        assert!(out.contains("a=candidate:1 1 udp 2130706431 127.0.0.1 7000 typ host\r\n"));
+        assert!(out.contains("127.0.0.1 6000 typ host"));
+        assert!(out.contains("tcp 1694498815 127.0.0.1 5000"));
     }
 
     #[tokio::test]

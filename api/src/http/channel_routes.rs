@@ -63,6 +63,12 @@ pub async fn list_channels(
         let next = (offset + page.len() < live.len()).then(|| (offset + page.len()).to_string());
         (out, next)
     } else {
+        if q.cursor
+            .as_deref()
+            .is_some_and(|c| !crate::validate::is_slug(c))
+        {
+            return Err(Problem::bad_request("bad-query", "invalid cursor"));
+        }
         let rows = api
             .list_channels(q.cursor.as_deref(), u64::from(limit) + 1)
             .await?;

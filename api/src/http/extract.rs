@@ -100,7 +100,9 @@ impl FromRequest<Api> for RawJson {
         if !is_json(req.headers()) {
             return Err(Problem::unsupported_media_type("application/json"));
         }
-        read_body(req, api.config().max_body_bytes).await.map(RawJson)
+        read_body(req, api.config().max_body_bytes)
+            .await
+            .map(RawJson)
     }
 }
 
@@ -112,7 +114,9 @@ fn bearer(parts: &Parts) -> Result<Option<&str>, Problem> {
         .to_str()
         .map_err(|_| Problem::unauthorized("malformed Authorization header", true))?;
     match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
             Ok(Some(token.trim()))
         }
         _ => Err(Problem::unauthorized(

@@ -25,10 +25,10 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::Api;
 use crate::auth::Claims;
 use crate::channels::Channel;
 use crate::subscriptions::SubscriptionInfo;
-use crate::Api;
 use dto::{ChannelInfo, CurrentStreamInfo, SubscriptionInfoDto};
 use problem::Problem;
 
@@ -234,5 +234,34 @@ impl Api {
                 self.config().max_body_bytes,
             ))
             .with_state(self.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn openapi_is_3_1_and_documents_problems() {
+        let doc = super::openapi();
+        let json = doc.to_pretty_json().expect("json");
+        if let Ok(path) = std::env::var("ONAIR_DUMP_OPENAPI") {
+            let _ = std::fs::write(path, &json);
+        }
+        let v: serde_json::Value = serde_json::from_str(&json).expect("parse");
+        assert_eq!(v["openapi"], "3.1.0");
+        assert!(v["components"]["schemas"]["Problem"].is_object());
+        assert!(v["components"]["securitySchemes"]["bearer"].is_object());
+        // every non-2xx response is a problem document
+        for (path, item) in v["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("item") {
+                for (status, resp) in op["responses"].as_object().expect("responses") {
+                    if !status.starts_with('2') {
+                        assert!(
+                            resp["content"]["application/problem+json"].is_object(),
+                            "{method} {path} {status}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

@@ -31,9 +31,7 @@ pub async fn webhook(
     headers: HeaderMap,
     RawJson(body): RawJson,
 ) -> Result<Response, Problem> {
-    let signature = headers
-        .get(SIGNATURE_HEADER)
-        .and_then(|v| v.to_str().ok());
+    let signature = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
     let outcome = api
         .handle_payment_webhook(signature, &body)
         .await

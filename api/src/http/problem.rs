@@ -76,8 +76,12 @@ impl Problem {
 
     /// 413 for a body over the limit.
     pub fn too_large(limit: usize) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "Body too large")
-            .detail(format!("the request body is larger than {limit} bytes"))
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            "Body too large",
+        )
+        .detail(format!("the request body is larger than {limit} bytes"))
     }
 
     /// 415 for a body of the wrong media type.
@@ -92,7 +96,12 @@ impl Problem {
 
     /// 422 for a well-formed request we cannot act on.
     pub fn unprocessable(slug: &str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, slug, "Unprocessable content").detail(detail)
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            slug,
+            "Unprocessable content",
+        )
+        .detail(detail)
     }
 
     /// 409 for a duplicate (channel id, username).

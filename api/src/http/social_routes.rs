@@ -102,7 +102,7 @@ pub async fn following(
 #[utoipa::path(
     post, path = "/api/channels/{channelID}/subscriptions", tag = "subscriptions",
     params(("channelID" = String, Path, description = "Channel id"), SubscribeQuery),
-    request_body(content = SubscribeRequest, description = "Required for SUBSCRIBE"),
+    request_body(content = Option<SubscribeRequest>, description = "Required for SUBSCRIBE"),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Subscribed (payment confirmed) or unsubscribed", body = SubscriptionResponse),

@@ -40,7 +40,11 @@ async fn register_and_login(b: Backend) {
         ("bobby", "short", "invalid-password"),
     ] {
         let resp = s
-            .post_json("/api/auth/register", None, &json!({"username": u, "password": p}))
+            .post_json(
+                "/api/auth/register",
+                None,
+                &json!({"username": u, "password": p}),
+            )
             .await;
         expect_problem(resp, 422, slug).await;
     }
@@ -64,9 +68,17 @@ async fn register_and_login(b: Backend) {
     assert!(claims.exp > claims.iat.unwrap_or(0));
 
     // wrong password, unknown user
-    for (u, p) in [("alice", "wrong horse"), ("nobody", "whatever1"), ("NOPE!", "x")] {
+    for (u, p) in [
+        ("alice", "wrong horse"),
+        ("nobody", "whatever1"),
+        ("NOPE!", "x"),
+    ] {
         let resp = s
-            .post_json("/api/auth/login", None, &json!({"username": u, "password": p}))
+            .post_json(
+                "/api/auth/login",
+                None,
+                &json!({"username": u, "password": p}),
+            )
             .await;
         expect_problem(resp, 401, "unauthorized").await;
     }
@@ -116,12 +128,20 @@ async fn rate_limited_per_address(b: Backend) {
     .await;
     for _ in 0..3 {
         let resp = s
-            .post_json("/api/auth/login", None, &json!({"username": "x_y", "password": "abcdefgh"}))
+            .post_json(
+                "/api/auth/login",
+                None,
+                &json!({"username": "x_y", "password": "abcdefgh"}),
+            )
             .await;
         assert_eq!(resp.status().as_u16(), 401);
     }
     let resp = s
-        .post_json("/api/auth/login", None, &json!({"username": "x_y", "password": "abcdefgh"}))
+        .post_json(
+            "/api/auth/login",
+            None,
+            &json!({"username": "x_y", "password": "abcdefgh"}),
+        )
         .await;
     let retry = resp
         .headers()
@@ -133,7 +153,11 @@ async fn rate_limited_per_address(b: Backend) {
     expect_problem(resp, 429, "rate-limited").await;
     // register shares the bucket
     let resp = s
-        .post_json("/api/auth/register", None, &json!({"username": "newbie", "password": "abcdefgh"}))
+        .post_json(
+            "/api/auth/register",
+            None,
+            &json!({"username": "newbie", "password": "abcdefgh"}),
+        )
         .await;
     expect_problem(resp, 429, "rate-limited").await;
 }
@@ -168,7 +192,10 @@ async fn tokens(b: Backend) {
         secret,
         jsonwebtoken::Algorithm::HS256,
     );
-    assert_eq!(s.api.verify_token(&external).expect("valid").sub, "auth0|42");
+    assert_eq!(
+        s.api.verify_token(&external).expect("valid").sub,
+        "auth0|42"
+    );
     let expired = sign(
         json!({"sub": "bob", "name": "bob", "exp": now - 3600}),
         secret,
@@ -190,7 +217,11 @@ async fn tokens(b: Backend) {
         jsonwebtoken::Algorithm::HS256,
     );
     assert!(s.api.verify_token(&foreign).is_err());
-    let no_exp = sign(json!({"sub": "bob"}), secret, jsonwebtoken::Algorithm::HS256);
+    let no_exp = sign(
+        json!({"sub": "bob"}),
+        secret,
+        jsonwebtoken::Algorithm::HS256,
+    );
     assert!(s.api.verify_token(&no_exp).is_err());
 
     // over HTTP: 401 with error="invalid_token" for bad tokens, plain challenge when missing
@@ -221,7 +252,10 @@ async fn tokens(b: Backend) {
         .to_str()
         .unwrap_or_default()
         .to_string();
-    assert!(www.starts_with("Bearer") && !www.contains("error="), "{www}");
+    assert!(
+        www.starts_with("Bearer") && !www.contains("error="),
+        "{www}"
+    );
     expect_problem(resp, 401, "unauthorized").await;
 }
 both!(tokens);

@@ -19,7 +19,13 @@ async fn bans_and_timeouts(b: Backend) {
         200,
     )
     .await;
-    assert!(s.api.is_banned("ban_ch", "bob").await.expect("check").is_none());
+    assert!(
+        s.api
+            .is_banned("ban_ch", "bob")
+            .await
+            .expect("check")
+            .is_none()
+    );
 
     let body = json(
         s.post_json(
@@ -38,11 +44,22 @@ async fn bans_and_timeouts(b: Backend) {
         .await
         .expect("in time")
         .expect("event");
-    assert!(matches!(ev, ChannelEvent::Banned { ref user_id, until: None, .. } if user_id == "bob"));
-    let rel = json(s.get("/api/channels/ban_ch/relationship", Some(&bob)).await, 200).await;
+    assert!(
+        matches!(ev, ChannelEvent::Banned { ref user_id, until: None, .. } if user_id == "bob")
+    );
+    let rel = json(
+        s.get("/api/channels/ban_ch/relationship", Some(&bob)).await,
+        200,
+    )
+    .await;
     assert_eq!(rel["isBanned"], true);
     assert_eq!(rel["isFollowing"], true);
-    let ban = s.api.is_banned("ban_ch", "bob").await.expect("check").expect("banned");
+    let ban = s
+        .api
+        .is_banned("ban_ch", "bob")
+        .await
+        .expect("check")
+        .expect("banned");
     assert_eq!(ban.reason.as_deref(), Some("spam"));
     let list = json(s.get("/api/channels/ban_ch/bans", Some(&owner)).await, 200).await;
     assert_eq!(list["bans"].as_array().map(Vec::len), Some(1));
@@ -59,35 +76,56 @@ async fn bans_and_timeouts(b: Backend) {
     )
     .await;
     assert!(body["bannedUntil"].is_string());
-    let carol = s.api.is_banned("ban_ch", "carol").await.expect("check").expect("timed out");
+    let carol = s
+        .api
+        .is_banned("ban_ch", "carol")
+        .await
+        .expect("check")
+        .expect("timed out");
     let left = carol.remaining_secs(chrono::Utc::now()).expect("timeout");
     assert!((590..=600).contains(&left));
 
     // errors
     expect_problem(
-        s.post_json("/api/channels/ban_ch/bans", Some(&bob), &json!({"userID": "dave"}))
-            .await,
+        s.post_json(
+            "/api/channels/ban_ch/bans",
+            Some(&bob),
+            &json!({"userID": "dave"}),
+        )
+        .await,
         403,
         "forbidden",
     )
     .await;
     expect_problem(
-        s.post_json("/api/channels/ban_ch/bans", None, &json!({"userID": "dave"}))
-            .await,
+        s.post_json(
+            "/api/channels/ban_ch/bans",
+            None,
+            &json!({"userID": "dave"}),
+        )
+        .await,
         401,
         "unauthorized",
     )
     .await;
     expect_problem(
-        s.post_json("/api/channels/nope_nope/bans", Some(&owner), &json!({"userID": "dave"}))
-            .await,
+        s.post_json(
+            "/api/channels/nope_nope/bans",
+            Some(&owner),
+            &json!({"userID": "dave"}),
+        )
+        .await,
         404,
         "not-found",
     )
     .await;
     expect_problem(
-        s.post_json("/api/channels/ban_ch/bans", Some(&owner), &json!({"userID": "owner"}))
-            .await,
+        s.post_json(
+            "/api/channels/ban_ch/bans",
+            Some(&owner),
+            &json!({"userID": "owner"}),
+        )
+        .await,
         422,
         "cannot-ban-owner",
     )
@@ -106,20 +144,33 @@ async fn bans_and_timeouts(b: Backend) {
         .await;
     }
     expect_problem(
-        s.post_json("/api/channels/ban_ch/bans", Some(&owner), &json!({"userID": ""}))
-            .await,
+        s.post_json(
+            "/api/channels/ban_ch/bans",
+            Some(&owner),
+            &json!({"userID": ""}),
+        )
+        .await,
         422,
         "invalid-user-id",
     )
     .await;
     expect_problem(
-        s.post_json("/api/channels/ban_ch/bans", Some(&owner), &json!({"reason": "x"}))
-            .await,
+        s.post_json(
+            "/api/channels/ban_ch/bans",
+            Some(&owner),
+            &json!({"reason": "x"}),
+        )
+        .await,
         422,
         "invalid-body",
     )
     .await;
-    expect_problem(s.get("/api/channels/ban_ch/bans", Some(&bob)).await, 403, "forbidden").await;
+    expect_problem(
+        s.get("/api/channels/ban_ch/bans", Some(&bob)).await,
+        403,
+        "forbidden",
+    )
+    .await;
 
     // unban: owner only, idempotent, row kept for the follow
     let resp = s
@@ -155,10 +206,20 @@ async fn bans_and_timeouts(b: Backend) {
             .expect("send");
         assert_eq!(resp.status().as_u16(), 204);
     }
-    let rel = json(s.get("/api/channels/ban_ch/relationship", Some(&bob)).await, 200).await;
+    let rel = json(
+        s.get("/api/channels/ban_ch/relationship", Some(&bob)).await,
+        200,
+    )
+    .await;
     assert_eq!(rel["isBanned"], false);
     assert_eq!(rel["isFollowing"], true);
-    assert!(s.api.is_banned("ban_ch", "bob").await.expect("check").is_none());
+    assert!(
+        s.api
+            .is_banned("ban_ch", "bob")
+            .await
+            .expect("check")
+            .is_none()
+    );
     let mut saw_unban = false;
     while let Ok(Ok(ev)) = tokio::time::timeout(Duration::from_millis(200), events.recv()).await {
         if matches!(ev, ChannelEvent::Unbanned { ref user_id, .. } if user_id == "bob") {
@@ -168,12 +229,20 @@ async fn bans_and_timeouts(b: Backend) {
     assert!(saw_unban);
 
     // a ban made by another node (straight into the database) is seen after the cache TTL
-    let other = onair_api::Api::open(s.config.clone()).await.expect("second node");
+    let mut other_cfg = s.config.clone();
+    other_cfg.registry = prometheus::Registry::new();
+    let other = onair_api::Api::open(other_cfg).await.expect("second node");
     other
         .ban("ban_ch", "erin", "owner", None, None)
         .await
         .expect("ban elsewhere");
     tokio::time::sleep(onair_api::bans::BAN_CACHE_TTL + Duration::from_millis(200)).await;
-    assert!(s.api.is_banned("ban_ch", "erin").await.expect("check").is_some());
+    assert!(
+        s.api
+            .is_banned("ban_ch", "erin")
+            .await
+            .expect("check")
+            .is_some()
+    );
 }
 both!(bans_and_timeouts);

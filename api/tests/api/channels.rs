@@ -24,7 +24,11 @@ async fn create_get_patch(b: Backend) {
     assert_eq!(body["channelID"], "alice_tv");
 
     // the key works for WHIP, a wrong one does not
-    let ch = s.api.verify_stream_key("alice_tv", &key).await.expect("key ok");
+    let ch = s
+        .api
+        .verify_stream_key("alice_tv", &key)
+        .await
+        .expect("key ok");
     assert_eq!(ch.owner_id.as_deref(), Some("alice"));
     assert!(matches!(
         s.api.verify_stream_key("alice_tv", "nope").await,
@@ -41,7 +45,11 @@ async fn create_get_patch(b: Backend) {
 
     // duplicate, invalid
     let resp = s
-        .post_json("/api/channels", Some(&alice), &json!({"channelID": "alice_tv"}))
+        .post_json(
+            "/api/channels",
+            Some(&alice),
+            &json!({"channelID": "alice_tv"}),
+        )
         .await;
     expect_problem(resp, 409, "channel-exists").await;
     for id in ["ab", "Alice", "a-b-c", "abcdefghijklmnopqrstuvwxyz"] {
@@ -96,8 +104,18 @@ async fn create_get_patch(b: Backend) {
     assert_eq!(body["followerCount"], 0);
     assert!(body["currentStreamInfo"].is_null());
     assert!(body.get("streamKey").is_none());
-    expect_problem(s.get("/api/channels/nope_nope", None).await, 404, "not-found").await;
-    expect_problem(s.get("/api/channels/NOT%20VALID", None).await, 404, "not-found").await;
+    expect_problem(
+        s.get("/api/channels/nope_nope", None).await,
+        404,
+        "not-found",
+    )
+    .await;
+    expect_problem(
+        s.get("/api/channels/NOT%20VALID", None).await,
+        404,
+        "not-found",
+    )
+    .await;
 
     // PATCH: owner, other user, admin, unknown
     let resp = s
@@ -219,14 +237,18 @@ async fn rotate_stream_key(b: Backend) {
         .await
         .expect("create");
     expect_problem(
-        s.post_empty("/api/channels/op_ch/stream-key", Some(&alice)).await,
+        s.post_empty("/api/channels/op_ch/stream-key", Some(&alice))
+            .await,
         403,
         "forbidden",
     )
     .await;
     json(
-        s.post_empty("/api/channels/op_ch/stream-key", Some(&s.admin_token("root")))
-            .await,
+        s.post_empty(
+            "/api/channels/op_ch/stream-key",
+            Some(&s.admin_token("root")),
+        )
+        .await,
         200,
     )
     .await;
@@ -275,15 +297,31 @@ async fn directory(b: Backend) {
     assert_eq!(chans[1]["channelID"], "chan_1");
     let body = json(s.get("/api/channels?live=true&limit=1", None).await, 200).await;
     assert_eq!(body["nextCursor"], "1");
-    let body = json(s.get("/api/channels?live=true&limit=1&cursor=1", None).await, 200).await;
+    let body = json(
+        s.get("/api/channels?live=true&limit=1&cursor=1", None)
+            .await,
+        200,
+    )
+    .await;
     assert_eq!(body["channels"][0]["channelID"], "chan_1");
     assert!(body["nextCursor"].is_null());
     live.stream_ended(s1).await.expect("end");
     let body = json(s.get("/api/channels?live=true", None).await, 200).await;
     assert_eq!(body["channels"].as_array().map(Vec::len), Some(1));
 
-    for q in ["limit=0", "limit=101", "limit=x", "live=maybe", "live=true&cursor=abc"] {
-        expect_problem(s.get(&format!("/api/channels?{q}"), None).await, 400, "bad-query").await;
+    for q in [
+        "limit=0",
+        "limit=101",
+        "limit=x",
+        "live=maybe",
+        "live=true&cursor=abc",
+    ] {
+        expect_problem(
+            s.get(&format!("/api/channels?{q}"), None).await,
+            400,
+            "bad-query",
+        )
+        .await;
     }
 }
 both!(directory);

@@ -24,10 +24,16 @@ async fn relationship_and_follow(b: Backend) {
         body,
         json!({"isFollowing": false, "subscriptionInfo": null, "isBanned": false, "bannedUntil": null})
     );
-    let body = json(s.get("/api/channels/follow_ch/relationship", Some(&bob)).await, 200).await;
+    let body = json(
+        s.get("/api/channels/follow_ch/relationship", Some(&bob))
+            .await,
+        200,
+    )
+    .await;
     assert_eq!(body["isFollowing"], false);
     expect_problem(
-        s.get("/api/channels/nope_nope/relationship", Some(&bob)).await,
+        s.get("/api/channels/nope_nope/relationship", Some(&bob))
+            .await,
         404,
         "not-found",
     )
@@ -39,8 +45,11 @@ async fn relationship_and_follow(b: Backend) {
     )
     .await;
     expect_problem(
-        s.get("/api/channels/follow_ch/relationship", Some("bad.token.here"))
-            .await,
+        s.get(
+            "/api/channels/follow_ch/relationship",
+            Some("bad.token.here"),
+        )
+        .await,
         401,
         "unauthorized",
     )
@@ -56,7 +65,12 @@ async fn relationship_and_follow(b: Backend) {
         .await;
         assert_eq!(body, json!({"isFollowing": true, "followerCount": 1}));
     }
-    let body = json(s.get("/api/channels/follow_ch/relationship", Some(&bob)).await, 200).await;
+    let body = json(
+        s.get("/api/channels/follow_ch/relationship", Some(&bob))
+            .await,
+        200,
+    )
+    .await;
     assert_eq!(body["isFollowing"], true);
     assert_eq!(
         json(s.get("/api/channels/follow_ch", None).await, 200).await["followerCount"],
@@ -136,7 +150,10 @@ async fn concurrent_follows(b: Backend) {
             };
             for op in ops {
                 let resp = s
-                    .post_empty(&format!("/api/channels/busy_ch/following?op={op}"), Some(&token))
+                    .post_empty(
+                        &format!("/api/channels/busy_ch/following?op={op}"),
+                        Some(&token),
+                    )
                     .await;
                 assert_eq!(resp.status().as_u16(), 200, "{op}: {:?}", resp.text().await);
             }

@@ -12,7 +12,12 @@ async fn http_behaviour(b: Backend) {
 
     // OpenAPI 3.1 with every route
     let doc = json(s.get("/api/openapi.json", None).await, 200).await;
-    assert!(doc["openapi"].as_str().unwrap_or_default().starts_with("3.1"));
+    assert!(
+        doc["openapi"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("3.1")
+    );
     for p in [
         "/api/auth/register",
         "/api/auth/login",
@@ -51,7 +56,10 @@ async fn http_behaviour(b: Backend) {
         .expect("send");
     assert_eq!(resp.headers()["x-request-id"], "req-123");
     let resp = s.get("/api/channels/nope_nope", None).await;
-    let rid = resp.headers()["x-request-id"].to_str().unwrap_or_default().to_string();
+    let rid = resp.headers()["x-request-id"]
+        .to_str()
+        .unwrap_or_default()
+        .to_string();
     assert_eq!(rid.len(), 36);
 
     // metrics
@@ -89,14 +97,20 @@ async fn open_secret_and_demo(b: Backend) {
         .expect("mint");
 
     assert_eq!(api.count_channels().await.expect("count"), 0);
-    let key = api.ensure_demo_channel().await.expect("demo").expect("created");
+    let key = api
+        .ensure_demo_channel()
+        .await
+        .expect("demo")
+        .expect("created");
     assert!(api.verify_stream_key("demo", &key).await.is_ok());
     assert!(api.ensure_demo_channel().await.expect("demo").is_none());
     assert_eq!(api.count_channels().await.expect("count"), 1);
 
     // a second process on the same data (the CLI while a server runs) sees the same secret
     // and writes at the same time
-    let cli = Api::open(cfg.clone()).await.expect("second open");
+    let mut cli_cfg = cfg.clone();
+    cli_cfg.registry = prometheus::Registry::new();
+    let cli = Api::open(cli_cfg).await.expect("second open");
     assert_eq!(cli.verify_token(&token).expect("same secret").sub, "alice");
     let base = serve_api(&api).await;
     let http = reqwest::Client::new();

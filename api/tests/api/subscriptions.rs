@@ -30,13 +30,21 @@ async fn test_provider_lifecycle(b: Backend) {
     let bob = s.token("bob");
 
     let resp = s
-        .post_json(&format!("{SUBS}?op=SUBSCRIBE"), Some(&bob), &json!({"tier": 2}))
+        .post_json(
+            &format!("{SUBS}?op=SUBSCRIBE"),
+            Some(&bob),
+            &json!({"tier": 2}),
+        )
         .await;
     let body = json(resp, 200).await;
     assert_eq!(body["status"], "active");
     assert_eq!(body["subscriptionInfo"]["tier"], 2);
     assert_eq!(body["subscriptionInfo"]["renews"], true);
-    let rel = json(s.get("/api/channels/sub_ch/relationship", Some(&bob)).await, 200).await;
+    let rel = json(
+        s.get("/api/channels/sub_ch/relationship", Some(&bob)).await,
+        200,
+    )
+    .await;
     assert_eq!(rel["subscriptionInfo"]["tier"], 2);
     assert_eq!(rel["isFollowing"], false);
     let end = chrono::DateTime::parse_from_rfc3339(
@@ -57,8 +65,12 @@ async fn test_provider_lifecycle(b: Backend) {
 
     // same tier again: idempotent, no new payment
     json(
-        s.post_json(&format!("{SUBS}?op=SUBSCRIBE"), Some(&bob), &json!({"tier": 2}))
-            .await,
+        s.post_json(
+            &format!("{SUBS}?op=SUBSCRIBE"),
+            Some(&bob),
+            &json!({"tier": 2}),
+        )
+        .await,
         200,
     )
     .await;
@@ -72,24 +84,46 @@ async fn test_provider_lifecycle(b: Backend) {
     );
 
     // unsubscribe keeps access until the period ends
-    let body = json(s.post_empty(&format!("{SUBS}?op=UNSUBSCRIBE"), Some(&bob)).await, 200).await;
-    assert_eq!(body["status"], "cancelled");
-    assert_eq!(body["subscriptionInfo"]["renews"], false);
-    let rel = json(s.get("/api/channels/sub_ch/relationship", Some(&bob)).await, 200).await;
-    assert_eq!(rel["subscriptionInfo"]["renews"], false);
-    // resubscribe within the period renews again
     let body = json(
-        s.post_json(&format!("{SUBS}?op=SUBSCRIBE"), Some(&bob), &json!({"tier": 2}))
+        s.post_empty(&format!("{SUBS}?op=UNSUBSCRIBE"), Some(&bob))
             .await,
         200,
     )
     .await;
+    assert_eq!(body["status"], "cancelled");
+    assert_eq!(body["subscriptionInfo"]["renews"], false);
+    let rel = json(
+        s.get("/api/channels/sub_ch/relationship", Some(&bob)).await,
+        200,
+    )
+    .await;
+    assert_eq!(rel["subscriptionInfo"]["renews"], false);
+    // resubscribe within the period renews again
+    let body = json(
+        s.post_json(
+            &format!("{SUBS}?op=SUBSCRIBE"),
+            Some(&bob),
+            &json!({"tier": 2}),
+        )
+        .await,
+        200,
+    )
+    .await;
     assert_eq!(body["subscriptionInfo"]["renews"], true);
-    json(s.post_empty(&format!("{SUBS}?op=UNSUBSCRIBE"), Some(&bob)).await, 200).await;
+    json(
+        s.post_empty(&format!("{SUBS}?op=UNSUBSCRIBE"), Some(&bob))
+            .await,
+        200,
+    )
+    .await;
 
     // the period ends: the subscription lapses, the sweeper removes the row
     expire_subscription(&s, "bob").await;
-    let rel = json(s.get("/api/channels/sub_ch/relationship", Some(&bob)).await, 200).await;
+    let rel = json(
+        s.get("/api/channels/sub_ch/relationship", Some(&bob)).await,
+        200,
+    )
+    .await;
     assert!(rel["subscriptionInfo"].is_null());
     s.api.sweep_expired().await.expect("sweep");
     assert!(
@@ -99,19 +133,40 @@ async fn test_provider_lifecycle(b: Backend) {
             .expect("db")
             .is_empty()
     );
-    let body = json(s.post_empty(&format!("{SUBS}?op=UNSUBSCRIBE"), Some(&bob)).await, 200).await;
+    let body = json(
+        s.post_empty(&format!("{SUBS}?op=UNSUBSCRIBE"), Some(&bob))
+            .await,
+        200,
+    )
+    .await;
     assert_eq!(body, json!({"status": "none", "subscriptionInfo": null}));
 
     // errors
-    for tier in [json!(0), json!(4), json!(-1), json!("x"), json!(1.5), json!(null)] {
+    for tier in [
+        json!(0),
+        json!(4),
+        json!(-1),
+        json!("x"),
+        json!(1.5),
+        json!(null),
+    ] {
         let resp = s
-            .post_json(&format!("{SUBS}?op=SUBSCRIBE"), Some(&bob), &json!({"tier": tier}))
+            .post_json(
+                &format!("{SUBS}?op=SUBSCRIBE"),
+                Some(&bob),
+                &json!({"tier": tier}),
+            )
             .await;
-        let slug = if tier.is_i64() { "invalid-tier" } else { "invalid-body" };
+        let slug = if tier.is_i64() {
+            "invalid-tier"
+        } else {
+            "invalid-body"
+        };
         expect_problem(resp, 422, slug).await;
     }
     expect_problem(
-        s.post_empty(&format!("{SUBS}?op=SUBSCRIBE"), Some(&bob)).await,
+        s.post_empty(&format!("{SUBS}?op=SUBSCRIBE"), Some(&bob))
+            .await,
         422,
         "invalid-tier",
     )
@@ -221,7 +276,11 @@ async fn webhook_provider_lifecycle(b: Backend) {
     s.channel("sub_ch", "owner").await;
     let bob = s.token("bob");
     let resp = s
-        .post_json(&format!("{SUBS}?op=SUBSCRIBE"), Some(&bob), &json!({"tier": 3}))
+        .post_json(
+            &format!("{SUBS}?op=SUBSCRIBE"),
+            Some(&bob),
+            &json!({"tier": 3}),
+        )
         .await;
     let body = json(resp, 202).await;
     assert_eq!(body["status"], "pending");
@@ -230,14 +289,26 @@ async fn webhook_provider_lifecycle(b: Backend) {
         body["paymentInputURL"],
         format!("https://pay.example/checkout/{payment_id}")
     );
-    let rel = json(s.get("/api/channels/sub_ch/relationship", Some(&bob)).await, 200).await;
-    assert!(rel["subscriptionInfo"].is_null(), "not active before payment");
+    let rel = json(
+        s.get("/api/channels/sub_ch/relationship", Some(&bob)).await,
+        200,
+    )
+    .await;
+    assert!(
+        rel["subscriptionInfo"].is_null(),
+        "not active before payment"
+    );
 
     let now = Utc::now().timestamp();
     let event = json!({"eventID": "evt_1", "paymentID": payment_id, "status": "succeeded"});
 
     // forged: wrong secret, missing header, tampered body, stale timestamp
-    expect_problem(send_webhook(&s, &event, "wrong", now).await, 401, "invalid-signature").await;
+    expect_problem(
+        send_webhook(&s, &event, "wrong", now).await,
+        401,
+        "invalid-signature",
+    )
+    .await;
     let resp = s
         .http
         .post(s.url("/api/payments/webhook"))
@@ -266,8 +337,15 @@ async fn webhook_provider_lifecycle(b: Backend) {
         "invalid-signature",
     )
     .await;
-    let rel = json(s.get("/api/channels/sub_ch/relationship", Some(&bob)).await, 200).await;
-    assert!(rel["subscriptionInfo"].is_null(), "forgeries change nothing");
+    let rel = json(
+        s.get("/api/channels/sub_ch/relationship", Some(&bob)).await,
+        200,
+    )
+    .await;
+    assert!(
+        rel["subscriptionInfo"].is_null(),
+        "forgeries change nothing"
+    );
 
     // malformed but signed
     expect_problem(
@@ -280,30 +358,58 @@ async fn webhook_provider_lifecycle(b: Backend) {
     // valid
     let body = json(send_webhook(&s, &event, SECRET, now).await, 200).await;
     assert_eq!(body["status"], "processed");
-    let rel = json(s.get("/api/channels/sub_ch/relationship", Some(&bob)).await, 200).await;
+    let rel = json(
+        s.get("/api/channels/sub_ch/relationship", Some(&bob)).await,
+        200,
+    )
+    .await;
     assert_eq!(rel["subscriptionInfo"]["tier"], 3);
 
     // replay: ignored; unsubscribe, then replay again: still cancelled
-    json(s.post_empty(&format!("{SUBS}?op=UNSUBSCRIBE"), Some(&bob)).await, 200).await;
+    json(
+        s.post_empty(&format!("{SUBS}?op=UNSUBSCRIBE"), Some(&bob))
+            .await,
+        200,
+    )
+    .await;
     let body = json(send_webhook(&s, &event, SECRET, now).await, 200).await;
     assert_eq!(body["status"], "ignored");
     // a new event id about the settled payment is ignored too
     let again = json!({"eventID": "evt_2", "paymentID": payment_id, "status": "succeeded"});
-    assert_eq!(json(send_webhook(&s, &again, SECRET, now).await, 200).await["status"], "ignored");
-    let rel = json(s.get("/api/channels/sub_ch/relationship", Some(&bob)).await, 200).await;
+    assert_eq!(
+        json(send_webhook(&s, &again, SECRET, now).await, 200).await["status"],
+        "ignored"
+    );
+    let rel = json(
+        s.get("/api/channels/sub_ch/relationship", Some(&bob)).await,
+        200,
+    )
+    .await;
     assert_eq!(rel["subscriptionInfo"]["renews"], false);
 
     // a failed payment does not activate
     let carol = s.token("carol");
     let body = json(
-        s.post_json(&format!("{SUBS}?op=SUBSCRIBE"), Some(&carol), &json!({"tier": 1}))
-            .await,
+        s.post_json(
+            &format!("{SUBS}?op=SUBSCRIBE"),
+            Some(&carol),
+            &json!({"tier": 1}),
+        )
+        .await,
         202,
     )
     .await;
     let failed = json!({"eventID": "evt_3", "paymentID": body["paymentID"], "status": "failed"});
-    assert_eq!(json(send_webhook(&s, &failed, SECRET, now).await, 200).await["status"], "processed");
-    let rel = json(s.get("/api/channels/sub_ch/relationship", Some(&carol)).await, 200).await;
+    assert_eq!(
+        json(send_webhook(&s, &failed, SECRET, now).await, 200).await["status"],
+        "processed"
+    );
+    let rel = json(
+        s.get("/api/channels/sub_ch/relationship", Some(&carol))
+            .await,
+        200,
+    )
+    .await;
     assert!(rel["subscriptionInfo"].is_null());
 
     // not JSON

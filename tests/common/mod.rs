@@ -1,0 +1,114 @@
+//! Shared test set-up: an in-process `onair` on loopback with a fresh data dir.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use onair::{DataSettings, ServeSettings, Server};
+
+/// A running server, its data dir and a channel with a known key.
+pub struct TestServer {
+    pub server: Server,
+    pub dir: tempfile::TempDir,
+    pub channel: String,
+    pub key: String,
+    pub http: reqwest::Client,
+}
+
+impl TestServer {
+    /// Starts a server with a channel `chan` (and the auto-created `demo`).
+    pub async fn start() -> TestServer {
+        let _ = tracing_subscriber_init();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let settings = ServeSettings {
+            http_addr: "127.0.0.1:0".parse().expect("addr"),
+            media_addr: "127.0.0.1:0".parse().expect("addr"),
+            public_ip: vec![],
+            redis_url: None,
+            shards: 2,
+            data: DataSettings { data_dir: PathBuf::from(dir.path()), database_url: None, jwt_secret: None },
+        };
+        let server = Server::start(&settings).await.expect("server starts");
+        let created = server
+            .api
+            .create_channel(onair_api::NewChannel {
+                channel_id: "chan".into(),
+                name: Some("Test channel".into()),
+                description: String::new(),
+                owner_id: Some("owner".into()),
+            })
+            .await
+            .expect("channel");
+        TestServer {
+            server,
+            dir,
+            channel: "chan".into(),
+            key: created.stream_key,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Base URL of the HTTP server.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.server.http_addr, path)
+    }
+
+    /// Reads one metric's value from `/metrics` (sum over label sets).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let body = self.http.get(self.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+        body.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| l.split(|c| c == ' ' || c == '{').next() == Some(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Waits until `f` holds, up to `timeout`.
+    pub async fn wait_for<F, Fut>(&self, timeout: Duration, mut f: F) -> bool
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let end = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < end {
+            if f().await {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    /// Stops the server.
+    pub async fn stop(self) {
+        self.server.stop(Duration::from_secs(2)).await;
+    }
+}
+
+fn tracing_subscriber_init() -> Option<()> {
+    if std::env::var("ONAIR_TEST_LOG").is_ok() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(std::env::var("ONAIR_TEST_LOG").ok()?))
+            .with_test_writer()
+            .try_init();
+    }
+    Some(())
+}
+
+/// A fixture SDP from tests/fixtures.
+pub fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).expect("fixture")
+}
+
+/// The m-sections of an SDP (each starting with its m= line).
+pub fn sections(sdp: &str) -> Vec<Vec<&str>> {
+    let mut out: Vec<Vec<&str>> = Vec::new();
+    for l in sdp.split("\r\n").filter(|l| !l.is_empty()) {
+        if l.starts_with("m=") {
+            out.push(vec![l]);
+        } else if let Some(s) = out.last_mut() {
+            s.push(l);
+        }
+    }
+    out
+}
