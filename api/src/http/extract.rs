@@ -71,7 +71,7 @@ impl<T: DeserializeOwned> FromRequest<Api> for JsonBody<T> {
     }
 }
 
-/// Like [`JsonBody`], but an empty body is `None`.
+/// Like [`JsonBody`], but an empty body (or JSON `null`) is `None`.
 pub struct MaybeJson<T>(pub Option<T>);
 
 impl<T: DeserializeOwned> FromRequest<Api> for MaybeJson<T> {
@@ -86,7 +86,7 @@ impl<T: DeserializeOwned> FromRequest<Api> for MaybeJson<T> {
         if !json {
             return Err(Problem::unsupported_media_type("application/json"));
         }
-        parse_json(&bytes).map(|v| MaybeJson(Some(v)))
+        parse_json::<Option<T>>(&bytes).map(MaybeJson)
     }
 }
 
