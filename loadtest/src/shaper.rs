@@ -338,7 +338,10 @@ mod tests {
         .await;
         // 1 Mbit/s for ~1 s is 125 packets, plus what the 100 ms queue held at the end.
         assert!((100..=150).contains(&got), "delivered {got} packets");
-        assert!(last >= Duration::from_millis(900), "last packet at {last:?}");
+        assert!(
+            last >= Duration::from_millis(900),
+            "last packet at {last:?}"
+        );
         let s = shaper.stats();
         assert_eq!(s.down_packets as usize, got);
         assert!(s.down_dropped >= 90, "dropped {}", s.down_dropped);
@@ -372,12 +375,17 @@ mod tests {
         let mut buf = vec![0u8; 2048];
         let mut got = 0;
         let mut last = Duration::ZERO;
-        while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(300), client.recv(&mut buf)).await {
+        while let Ok(Ok(_)) =
+            tokio::time::timeout(Duration::from_millis(300), client.recv(&mut buf)).await
+        {
             got += 1;
             last = start.elapsed();
         }
         assert!((6..=8).contains(&got), "burst of 40 delivered {got}");
-        assert!(last <= Duration::from_millis(250), "queue drained at {last:?}");
+        assert!(
+            last <= Duration::from_millis(250),
+            "queue drained at {last:?}"
+        );
         assert!(last >= Duration::from_millis(80), "paced, last at {last:?}");
     }
 }

@@ -351,7 +351,11 @@ mod tests {
                     .encode(frame, i == 0 || i == 8)
                     .expect("encode")
                     .expect("frame not skipped");
-                assert_eq!(encoded.keyframe, i == 0 || i == 8, "frame {i} keyframe flag");
+                assert_eq!(
+                    encoded.keyframe,
+                    i == 0 || i == 8,
+                    "frame {i} keyframe flag"
+                );
                 assert_eq!(is_keyframe(&encoded.data), encoded.keyframe);
                 let payloads = packetizer.packetize(&encoded.data).expect("packetize");
                 let n = payloads.len();
@@ -404,7 +408,9 @@ mod tests {
 
     #[test]
     fn split_annexb_handles_3_and_4_byte_start_codes() {
-        let data = [0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4];
+        let data = [
+            0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4,
+        ];
         let nals = split_annexb(&data);
         assert_eq!(
             nals,

@@ -23,7 +23,9 @@ use webrtc::peer_connection::{
     PeerConnection, PeerConnectionEventHandler, RTCIceGatheringState, RTCSessionDescription,
 };
 
-use super::peer::{ClientOptions, H264_FMTP, build_peer_lite, gathered_local_sdp, keyframe_requests};
+use super::peer::{
+    ClientOptions, H264_FMTP, build_peer_lite, gathered_local_sdp, keyframe_requests,
+};
 use super::signaling::{Negotiated, SdpExchange};
 use super::*;
 
@@ -262,10 +264,22 @@ impl SdpExchange for RelayExchange {
         if !self.ingest {
             let (video_ssrc, audio_ssrc) = (rand::random(), rand::random());
             let video = relay_track(RtpCodecKind::Video, MIME_TYPE_H264, H264_FMTP, video_ssrc);
-            let audio = relay_track(RtpCodecKind::Audio, MIME_TYPE_OPUS, "minptime=10;useinbandfec=1", audio_ssrc);
+            let audio = relay_track(
+                RtpCodecKind::Audio,
+                MIME_TYPE_OPUS,
+                "minptime=10;useinbandfec=1",
+                audio_ssrc,
+            );
             let video_sender = pc.add_track(video.clone() as Arc<dyn TrackLocal>).await?;
             let audio_sender = pc.add_track(audio.clone() as Arc<dyn TrackLocal>).await?;
-            egress = Some((video, video_ssrc, video_sender, audio, audio_ssrc, audio_sender));
+            egress = Some((
+                video,
+                video_ssrc,
+                video_sender,
+                audio,
+                audio_ssrc,
+                audio_sender,
+            ));
         }
         pc.set_remote_description(RTCSessionDescription::offer(offer)?)
             .await?;
@@ -334,8 +348,7 @@ fn relay(forward_rid: Option<&str>, tcp_egress: bool) -> Arc<RelayState> {
 fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_test_writer()
         .try_init();
@@ -399,7 +412,12 @@ async fn frames_flow_from_publisher_to_viewer() -> anyhow::Result<()> {
     // Let it run past the first keyframe so the viewer joins mid-GOP.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let viewer = play_with(viewer_config(), ClientOptions::default(), RelayExchange::new(&relay, false)).await?;
+    let viewer = play_with(
+        viewer_config(),
+        ClientOptions::default(),
+        RelayExchange::new(&relay, false),
+    )
+    .await?;
     let stats = viewer.wait_frames(30, Duration::from_secs(20)).await?;
     eprintln!("viewer: {}", summary(&stats));
     eprintln!("publisher: {:?}", publisher.stats());
@@ -411,13 +429,20 @@ async fn frames_flow_from_publisher_to_viewer() -> anyhow::Result<()> {
     assert_eq!(stats.ssrcs_seen, 1);
     let p50 = stats.latency_percentile_us(50.0).context("latencies")?;
     assert!((0..1_000_000).contains(&p50), "p50 latency {p50} us");
-    assert!(stats.first_frame_after.is_some_and(|d| d < Duration::from_secs(10)));
+    assert!(
+        stats
+            .first_frame_after
+            .is_some_and(|d| d < Duration::from_secs(10))
+    );
 
     // The keyframe the viewer needed was requested from the publisher.
     let pstats = publisher.stats();
     assert!(pstats.keyframe_requests_received >= 1, "{pstats:?}");
     assert!(pstats.keyframes_sent >= 2, "{pstats:?}");
-    assert_eq!(pstats.layers[0].keyframe_requests, pstats.keyframe_requests_received);
+    assert_eq!(
+        pstats.layers[0].keyframe_requests,
+        pstats.keyframe_requests_received
+    );
     assert!(pstats.audio_packets_sent > 10);
     assert!(viewer.stats().audio_packets > 10, "{:?}", viewer.stats());
     assert_eq!(pstats.connection_state, ConnectionState::Connected);
@@ -470,7 +495,12 @@ async fn simulcast_layers_are_sent_and_switchable() -> anyhow::Result<()> {
 
     let mut vcfg = viewer_config();
     vcfg.data_channel = false;
-    let viewer = play_with(vcfg, ClientOptions::default(), RelayExchange::new(&relay, false)).await?;
+    let viewer = play_with(
+        vcfg,
+        ClientOptions::default(),
+        RelayExchange::new(&relay, false),
+    )
+    .await?;
     let stats = viewer.wait_frames(10, Duration::from_secs(20)).await?;
     eprintln!("low layer: {}", summary(&stats));
     assert_eq!(stats.sizes_seen, vec![(320, 180)]);
@@ -481,10 +511,17 @@ async fn simulcast_layers_are_sent_and_switchable() -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let stats = loop {
         let s = viewer.stats();
-        if s.sizes_seen.len() == 2 && s.width == 640 && s.frames_decoded >= stats.frames_decoded + 10 {
+        if s.sizes_seen.len() == 2
+            && s.width == 640
+            && s.frames_decoded >= stats.frames_decoded + 10
+        {
             break s;
         }
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "no switch: {}", summary(&s));
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no switch: {}",
+            summary(&s)
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     eprintln!("after switch: {}", summary(&stats));
@@ -495,8 +532,14 @@ async fn simulcast_layers_are_sent_and_switchable() -> anyhow::Result<()> {
     eprintln!("publisher: {p:?}");
     assert_eq!(p.layers.len(), 2);
     assert!(p.layers.iter().all(|l| l.frames_sent >= 10), "{p:?}");
-    assert!(p.layers[0].keyframe_requests >= 1, "h asked for a keyframe: {p:?}");
-    assert!(p.layers[1].keyframe_requests >= 1, "l asked for a keyframe: {p:?}");
+    assert!(
+        p.layers[0].keyframe_requests >= 1,
+        "h asked for a keyframe: {p:?}"
+    );
+    assert!(
+        p.layers[1].keyframe_requests >= 1,
+        "l asked for a keyframe: {p:?}"
+    );
     assert!(p.layers[0].keyframes_sent >= 2, "{p:?}");
     viewer.stop().await?;
     publisher.stop().await?;
@@ -510,7 +553,12 @@ async fn tcp_only_viewer_receives_over_ice_tcp() -> anyhow::Result<()> {
     let relay = relay(None, true);
     let mut cfg = publisher_config(vec![LayerSpec::single(320, 180, 200_000)], 20);
     cfg.data_channel = false;
-    let publisher = publish_with(cfg, ClientOptions::default(), RelayExchange::new(&relay, true)).await?;
+    let publisher = publish_with(
+        cfg,
+        ClientOptions::default(),
+        RelayExchange::new(&relay, true),
+    )
+    .await?;
     let mut vcfg = viewer_config();
     vcfg.tcp_only = true;
     let egress = RelayExchange::new(&relay, false);
@@ -546,7 +594,12 @@ async fn viewer_through_shaper_degrades_and_recovers() -> anyhow::Result<()> {
     let mut cfg = publisher_config(vec![LayerSpec::single(640, 360, 500_000)], 30);
     cfg.data_channel = false;
     cfg.keyframe_interval = Duration::from_secs(1);
-    let publisher = publish_with(cfg, ClientOptions::default(), RelayExchange::new(&relay, true)).await?;
+    let publisher = publish_with(
+        cfg,
+        ClientOptions::default(),
+        RelayExchange::new(&relay, true),
+    )
+    .await?;
 
     // The relay's port is only known from its answer, so the shaper starts inside the rewrite.
     let shaper_slot: Arc<Mutex<Option<Shaper>>> = Arc::new(Mutex::new(None));
@@ -565,10 +618,22 @@ async fn viewer_through_shaper_degrades_and_recovers() -> anyhow::Result<()> {
         *slot.lock() = Some(shaper);
         out
     }));
-    let viewer = play_with(vcfg, ClientOptions::default(), RelayExchange::new(&relay, false)).await?;
+    let viewer = play_with(
+        vcfg,
+        ClientOptions::default(),
+        RelayExchange::new(&relay, false),
+    )
+    .await?;
     let before = viewer.wait_frames(15, Duration::from_secs(20)).await?;
-    let shaped = shaper_slot.lock().as_ref().map(|s| s.stats()).context("shaper in use")?;
-    assert!(shaped.down_packets > 0, "media goes through the shaper: {shaped:?}");
+    let shaped = shaper_slot
+        .lock()
+        .as_ref()
+        .map(|s| s.stats())
+        .context("shaper in use")?;
+    assert!(
+        shaped.down_packets > 0,
+        "media goes through the shaper: {shaped:?}"
+    );
     eprintln!("unlimited: {}", summary(&before));
 
     // Far below the stream's rate: packets are dropped, frames break, PLIs go out.
@@ -578,15 +643,25 @@ async fn viewer_through_shaper_degrades_and_recovers() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let starved = viewer.stats();
     eprintln!("starved: {}", summary(&starved));
-    let shaped = shaper_slot.lock().as_ref().map(|s| s.stats()).context("shaper")?;
+    let shaped = shaper_slot
+        .lock()
+        .as_ref()
+        .map(|s| s.stats())
+        .context("shaper")?;
     assert!(shaped.down_dropped > 0, "{shaped:?}");
     assert!(starved.seq_gaps > before.seq_gaps, "{}", summary(&starved));
-    assert!(starved.plis_sent > before.plis_sent, "{}", summary(&starved));
+    assert!(
+        starved.plis_sent > before.plis_sent,
+        "{}",
+        summary(&starved)
+    );
 
     if let Some(s) = shaper_slot.lock().as_ref() {
         s.set_rate_bps(None);
     }
-    let after = viewer.wait_frames(starved.frames_decoded + 15, Duration::from_secs(20)).await?;
+    let after = viewer
+        .wait_frames(starved.frames_decoded + 15, Duration::from_secs(20))
+        .await?;
     eprintln!("recovered: {}", summary(&after));
     assert_eq!(after.pattern_misses, 0);
     viewer.stop().await?;
@@ -649,7 +724,8 @@ mod http_server {
     ) -> Response {
         let ingest = kind == "whip";
         if ingest
-            && headers.get(header::AUTHORIZATION) != Some(&HeaderValue::from_static("Bearer secret"))
+            && headers.get(header::AUTHORIZATION)
+                != Some(&HeaderValue::from_static("Bearer secret"))
         {
             return (
                 StatusCode::UNAUTHORIZED,
@@ -670,13 +746,19 @@ mod http_server {
         server.sessions.lock().insert(id.clone(), exchange);
         let mut resp = (StatusCode::CREATED, answer).into_response();
         let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/sdp"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/sdp"),
+        );
         // Relative on purpose: the client must resolve it.
         if let Ok(v) = HeaderValue::from_str(&format!("/{kind}/{channel}/{id}")) {
             h.insert(header::LOCATION, v);
         }
         h.insert(header::ETAG, HeaderValue::from_static("\"v1\""));
-        h.append(header::LINK, HeaderValue::from_static("<stun:127.0.0.1:3478>; rel=\"ice-server\""));
+        h.append(
+            header::LINK,
+            HeaderValue::from_static("<stun:127.0.0.1:3478>; rel=\"ice-server\""),
+        );
         h.append(header::LINK, HeaderValue::from_static("<turn:127.0.0.1:3478?transport=udp>; rel=\"ice-server\"; username=\"u\"; credential=\"p\""));
         resp
     }
@@ -711,26 +793,39 @@ async fn whip_and_whep_over_http() -> anyhow::Result<()> {
         Ok(_) => anyhow::bail!("a wrong stream key must be refused"),
         Err(e) => e,
     };
-    let status = err.downcast_ref::<HttpStatusError>().context("typed status error")?;
+    let status = err
+        .downcast_ref::<HttpStatusError>()
+        .context("typed status error")?;
     assert_eq!(status.response.status, 401);
-    assert_eq!(status.response.header("www-authenticate"), Some("Bearer realm=\"onair\""));
+    assert_eq!(
+        status.response.header("www-authenticate"),
+        Some("Bearer realm=\"onair\"")
+    );
     assert_eq!(status.body, "bad stream key");
 
     cfg.bearer = Some("secret".to_owned());
     let publisher = publish(cfg).await?;
-    let resp = publisher.last_response().context("HTTP response recorded")?;
+    let resp = publisher
+        .last_response()
+        .context("HTTP response recorded")?;
     assert_eq!(resp.status, 201);
     assert_eq!(resp.etag.as_deref(), Some("\"v1\""));
     assert_eq!(resp.links.len(), 2, "{resp:?}");
     assert_eq!(resp.content_type.as_deref(), Some("application/sdp"));
     assert!(
-        publisher.session_url().starts_with(&format!("http://{addr}/whip/demo/")),
+        publisher
+            .session_url()
+            .starts_with(&format!("http://{addr}/whip/demo/")),
         "{}",
         publisher.session_url()
     );
 
     let viewer = play(ViewerConfig::new(format!("http://{addr}/whep/demo"))).await?;
-    assert!(viewer.session_url().starts_with(&format!("http://{addr}/whep/demo/")));
+    assert!(
+        viewer
+            .session_url()
+            .starts_with(&format!("http://{addr}/whep/demo/"))
+    );
     viewer.wait_frames(5, Duration::from_secs(20)).await?;
 
     let v = viewer.stop().await?;

@@ -159,8 +159,8 @@ impl PatternGenerator {
                 continue;
             }
             for (x, px) in line.iter_mut().enumerate() {
-                let in_bar = x >= bar_x && x < bar_x + bar_w
-                    || (bar_x + bar_w > w && x < bar_x + bar_w - w);
+                let in_bar =
+                    x >= bar_x && x < bar_x + bar_w || (bar_x + bar_w > w && x < bar_x + bar_w - w);
                 *px = if in_bar {
                     220
                 } else {

@@ -30,7 +30,8 @@ pub const H264_PAYLOAD_TYPE: u8 = 102;
 /// Payload type we offer for Opus.
 pub const OPUS_PAYLOAD_TYPE: u8 = 111;
 /// The H.264 fmtp line we offer: what openh264 produces.
-pub const H264_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
+pub const H264_FMTP: &str =
+    "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
 
 /// Settings for the local end of a test client's peer connection.
 #[derive(Debug, Clone)]

@@ -369,10 +369,7 @@ pub async fn publish_with(
         stats.clone(),
     )));
     let encoder_cfg = EncoderLoop {
-        layers: layers
-            .iter()
-            .map(|l| (l.spec.clone(), l.ssrc))
-            .collect(),
+        layers: layers.iter().map(|l| (l.spec.clone(), l.ssrc)).collect(),
         fps: cfg.fps,
         keyframe_interval: cfg.keyframe_interval,
         keyframe_wanted,

@@ -22,8 +22,7 @@ use super::h264::{AccessUnit, AccessUnitAssembler, H264Decoder};
 use super::pattern::now_us;
 use super::peer::{ClientOptions, PeerEvents, build_peer, gathered_local_sdp, wait_connected};
 use super::signaling::{
-    HttpExchange, LastResponse, SdpExchange, candidate_transport, candidates_in,
-    filter_candidates,
+    HttpExchange, LastResponse, SdpExchange, candidate_transport, candidates_in, filter_candidates,
 };
 use super::{StopReport, spawn_terminate};
 

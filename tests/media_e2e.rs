@@ -1,0 +1,83 @@
+//! Media end to end with an independent WebRTC stack (webrtc-rs): a WHIP publisher sends real
+//! H.264 (openh264, a moving test pattern with an embedded frame index and clock) plus Opus;
+//! WHEP viewers decode what they get.
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestServer;
+use onair_loadtest::client::publisher::{LayerSpec, Publisher, PublisherConfig, publish};
+use onair_loadtest::client::viewer::{ViewerConfig, play};
+
+async fn start_publisher(t: &TestServer, layers: Vec<LayerSpec>, fps: u32) -> Publisher {
+    let mut cfg = PublisherConfig::new(t.url("/whip/chan"), Some(t.key.clone()));
+    cfg.layers = layers;
+    cfg.fps = fps;
+    cfg.keyframe_interval = Duration::from_secs(4);
+    cfg.audio = true;
+    let p = publish(cfg).await.expect("publish");
+    assert_eq!(p.last_response().map(|r| r.status), Some(201));
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn h264_to_three_viewers_late_joiner_and_cleanup() {
+    let t = TestServer::start().await;
+    let publisher = start_publisher(&t, vec![LayerSpec::single(640, 360, 800_000)], 25).await;
+
+    let mut viewers = Vec::new();
+    for _ in 0..3 {
+        viewers.push(play(ViewerConfig::new(t.url("/whep/chan"))).await.expect("play"));
+    }
+    for v in &viewers {
+        let s = v.wait_frames(40, Duration::from_secs(20)).await.expect("frames decoded");
+        assert_eq!((s.width, s.height), (640, 360));
+        assert_eq!(s.decode_errors, 0, "{s:?}");
+        assert!(s.frame_indices_seen >= 30, "the pattern moves: {s:?}");
+        assert!(s.audio_packets > 0, "audio arrives");
+        assert_eq!(s.first_frame_was_keyframe, Some(true));
+    }
+    assert_eq!(t.metric("onair_sfu_viewers").await, 3.0);
+
+    // A viewer joining mid-stream gets a decodable keyframe at once: the SFU asks the publisher
+    // for one (the publisher's keyframe interval is 4 s, far longer than we wait here).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let late = play(ViewerConfig::new(t.url("/whep/chan"))).await.expect("play");
+    let s = late.wait_frames(10, Duration::from_secs(10)).await.expect("late joiner decodes");
+    assert_eq!(s.first_frame_was_keyframe, Some(true));
+    assert_eq!(s.decode_errors, 0);
+    assert!(
+        s.first_frame_after.is_some_and(|d| d < Duration::from_millis(2500)),
+        "first frame after {:?}",
+        s.first_frame_after
+    );
+    assert!(publisher.stats().keyframe_requests_received > 0, "a keyframe request reached the publisher");
+    viewers.push(late);
+
+    // DELETE frees everything.
+    for v in viewers {
+        let r = v.stop().await.expect("stop");
+        assert_eq!(r.delete_status, Some(200));
+    }
+    let r = publisher.stop().await.expect("stop");
+    assert_eq!(r.delete_status, Some(200));
+    assert!(t.wait_for(Duration::from_secs(5), || async { t.metric("onair_sfu_peers").await == 0.0 }).await);
+    assert!(!t.server.signaling.sfu().is_live("chan"));
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ice_tcp_viewer_plays() {
+    let t = TestServer::start().await;
+    let publisher = start_publisher(&t, vec![LayerSpec::single(320, 180, 300_000)], 20).await;
+    let mut cfg = ViewerConfig::new(t.url("/whep/chan"));
+    cfg.tcp_only = true;
+    let v = play(cfg).await.expect("play over TCP");
+    let s = v.wait_frames(20, Duration::from_secs(20)).await.expect("frames over ICE-TCP");
+    assert_eq!((s.width, s.height), (320, 180));
+    assert_eq!(s.decode_errors, 0);
+    v.stop().await.expect("stop");
+    publisher.stop().await.expect("stop");
+    t.stop().await;
+}
