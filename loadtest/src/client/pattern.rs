@@ -132,7 +132,7 @@ impl PatternGenerator {
             "pattern needs at least {MIN_WIDTH}x{MIN_HEIGHT}, got {width}x{height}"
         );
         anyhow::ensure!(
-            width % 2 == 0 && height % 2 == 0,
+            width.is_multiple_of(2) && height.is_multiple_of(2),
             "I420 needs even dimensions, got {width}x{height}"
         );
         Ok(Self {
