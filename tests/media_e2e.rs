@@ -81,3 +81,31 @@ async fn ice_tcp_viewer_plays() {
     publisher.stop().await.expect("stop");
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn vanished_viewer_is_torn_down_by_consent_freshness() {
+    use onair_loadtest::shaper::{Shaper, route_candidates_via};
+    use std::sync::Arc;
+
+    let t = TestServer::start().await;
+    let publisher = start_publisher(&t, vec![LayerSpec::single(320, 180, 300_000)], 15).await;
+    let shaper = Shaper::start(t.server.media_addr).await.expect("shaper");
+    let (upstream, proxy) = (t.server.media_addr, shaper.local_addr());
+    let mut cfg = ViewerConfig::new(t.url("/whep/chan"));
+    cfg.answer_rewrite = Some(Arc::new(move |sdp: String| {
+        route_candidates_via(&sdp, upstream, proxy).split_inclusive('\n').filter(|l| !l.contains(" tcp ")).collect()
+    }));
+    let v = play(cfg).await.expect("play");
+    v.wait_frames(5, Duration::from_secs(20)).await.expect("frames");
+    assert_eq!(t.metric("onair_sfu_viewers").await, 1.0);
+    // The viewer's network disappears: no DELETE, no DTLS close, no more consent checks.
+    drop(shaper);
+    assert!(
+        t.wait_for(Duration::from_secs(60), || async { t.metric("onair_sfu_viewers").await == 0.0 }).await,
+        "the dead viewer was not torn down"
+    );
+    assert_eq!(t.server.api.live().watchers("chan"), 0);
+    drop(v);
+    publisher.stop().await.expect("stop");
+    t.stop().await;
+}

@@ -15,9 +15,12 @@ async fn main() -> anyhow::Result<()> {
         .next()
         .unwrap_or_else(|| "127.0.0.1:8090".into())
         .parse()?;
-    let data_dir = args
-        .next()
-        .unwrap_or_else(|| std::env::temp_dir().join("onair-api-server").display().to_string());
+    let data_dir = args.next().unwrap_or_else(|| {
+        std::env::temp_dir()
+            .join("onair-api-server")
+            .display()
+            .to_string()
+    });
     let mut cfg = ApiConfig::new(data_dir);
     cfg.database_url = std::env::var("ONAIR_DATABASE_URL").ok();
     let api = Api::open(cfg).await?;

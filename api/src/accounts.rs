@@ -117,7 +117,7 @@ impl Api {
             ));
         }
         let name = display_name.unwrap_or(username).to_string();
-        if name.trim().is_empty() || !validate::is_text(&name, 50) || name.contains('\n') {
+        if name.trim().is_empty() || !validate::is_line(&name, 50) {
             return Err(ApiError::invalid(
                 "invalid-name",
                 "displayName must be 1 to 50 characters on one line",

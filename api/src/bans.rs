@@ -170,10 +170,10 @@ impl Api {
         }
         let channel = self.require_channel(channel_id).await?;
         if channel.owner_id.as_deref() == Some(user_id) {
-            return Err(ApiError::invalid(
-                "cannot-ban-owner",
-                "the channel owner cannot be banned",
-            ));
+            return Err(ApiError::Denied {
+                slug: "cannot-ban-owner",
+                detail: "the channel owner cannot be banned".into(),
+            });
         }
         let now = Utc::now();
         let until = match duration {

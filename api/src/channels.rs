@@ -98,7 +98,7 @@ pub struct ChannelUpdate {
 }
 
 fn check_name(name: &str) -> ApiResult<()> {
-    if name.trim().is_empty() || !validate::is_text(name, NAME_MAX) || name.contains('\n') {
+    if name.trim().is_empty() || !validate::is_line(name, NAME_MAX) {
         return Err(ApiError::invalid(
             "invalid-name",
             format!("name must be 1 to {NAME_MAX} characters on one line"),
@@ -118,7 +118,7 @@ fn check_description(d: &str) -> ApiResult<()> {
 }
 
 fn check_title(t: &str) -> ApiResult<()> {
-    if !validate::is_text(t, TITLE_MAX) || t.contains('\n') {
+    if !validate::is_line(t, TITLE_MAX) {
         return Err(ApiError::invalid(
             "invalid-title",
             format!("title must be at most {TITLE_MAX} characters on one line"),

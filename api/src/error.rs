@@ -43,6 +43,14 @@ pub enum ApiError {
     /// Authenticated but not allowed (403).
     #[error("{0}")]
     Forbidden(String),
+    /// Not allowed, with a specific problem slug (403).
+    #[error("{detail}")]
+    Denied {
+        /// Stable problem slug.
+        slug: &'static str,
+        /// Human explanation.
+        detail: String,
+    },
     /// Too many requests from this client (429).
     #[error("too many requests; retry in {retry_after_secs} s")]
     RateLimited {

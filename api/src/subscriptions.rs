@@ -107,10 +107,10 @@ impl Api {
         let tier = check_tier(tier)?;
         let channel = self.require_channel(channel_id).await?;
         if channel.owner_id.as_deref() == Some(user_id) {
-            return Err(ApiError::invalid(
-                "cannot-subscribe-own-channel",
-                "owners cannot subscribe to their own channel",
-            ));
+            return Err(ApiError::Denied {
+                slug: "cannot-subscribe-own-channel",
+                detail: "owners cannot subscribe to their own channel".into(),
+            });
         }
         if let Some(current) = self.subscription(channel_id, user_id).await?
             && current.tier == tier

@@ -24,6 +24,11 @@ pub fn is_text(s: &str, max_chars: usize) -> bool {
             .all(|c| !c.is_control() || c == '\n' || c == '\t' || c == '\r')
 }
 
+/// One line of text limited in characters: no control characters at all (Unicode `Cc`).
+pub fn is_line(s: &str, max_chars: usize) -> bool {
+    s.chars().count() <= max_chars && s.chars().all(|c| !c.is_control())
+}
+
 /// Max characters of a channel name.
 pub const NAME_MAX: usize = 100;
 /// Max characters of a channel description.

@@ -25,8 +25,12 @@ use crate::{PeerId, SfuError};
 
 /// A peer that never connects is dropped after this.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-/// A peer whose ICE consent lapsed is dropped after this.
+/// A peer whose ICE connection reports disconnected is dropped after this.
 const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Consent freshness (RFC 7675 §5.1): consent lapses 30 s after the peer was last heard from.
+/// As an ICE-lite server we send no checks of our own; every peer sends us STUN checks and
+/// RTCP at least every few seconds, so silence this long means it is gone.
+const CONSENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often rates, layer choices and liveness are re-evaluated.
 const TICK: Duration = Duration::from_millis(200);
 /// How long a viewer waits for a keyframe before asking again.
@@ -85,6 +89,7 @@ pub(crate) struct Peer {
     connected: bool,
     disconnected_since: Option<Instant>,
     closing_since: Option<Instant>,
+    last_heard: Instant,
     next_timeout: Option<Instant>,
     labels: HashMap<ChannelId, String>,
     nacks: HashMap<String, u64>,
@@ -101,6 +106,7 @@ impl Peer {
             connected: false,
             disconnected_since: None,
             closing_since: None,
+            last_heard: now,
             next_timeout: None,
             labels: HashMap::new(),
             nacks: HashMap::new(),
@@ -336,7 +342,10 @@ impl Shard {
                     d.at,
                     Receive { proto: d.proto, source: d.source, destination: d.destination, contents },
                 );
-                self.with_peer(d.peer, d.at, |p| p.rtc.handle_input(input).map_err(|e| e.to_string()));
+                self.with_peer(d.peer, d.at, |p| {
+                    p.last_heard = d.at;
+                    p.rtc.handle_input(input).map_err(|e| e.to_string())
+                });
             }
             ShardMsg::AddPeer(p) => {
                 let id = p.id;
@@ -578,6 +587,7 @@ impl Shard {
             let gone = !p.rtc.is_alive()
                 || (!p.connected && age > CONNECT_TIMEOUT)
                 || p.disconnected_since.is_some_and(|t| now.saturating_duration_since(t) > DISCONNECT_TIMEOUT)
+                || now.saturating_duration_since(p.last_heard) > CONSENT_TIMEOUT
                 || p.closing_since.is_some_and(|t| now.saturating_duration_since(t) > CLOSE_GRACE);
             if gone {
                 dead.push(*id);

@@ -33,6 +33,7 @@ pub async fn list_channels(
     Q(q): Q<ListQuery>,
 ) -> Result<Response, Problem> {
     let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    let cursor = q.cursor.as_deref().filter(|c| !c.is_empty());
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(Problem::bad_request(
             "bad-query",
@@ -40,11 +41,10 @@ pub async fn list_channels(
         ));
     }
     let (channels, next_cursor) = if q.live == Some(true) {
-        let offset: usize = match q.cursor.as_deref() {
+        // An offset; anything else points past the end.
+        let offset: usize = match cursor {
             None => 0,
-            Some(c) => c
-                .parse()
-                .map_err(|_| Problem::bad_request("bad-query", "invalid cursor"))?,
+            Some(c) => c.parse().unwrap_or(usize::MAX),
         };
         let live = api.live().live_channels();
         let page: Vec<String> = live
@@ -69,9 +69,7 @@ pub async fn list_channels(
         {
             return Err(Problem::bad_request("bad-query", "invalid cursor"));
         }
-        let rows = api
-            .list_channels(q.cursor.as_deref(), u64::from(limit) + 1)
-            .await?;
+        let rows = api.list_channels(cursor, u64::from(limit) + 1).await?;
         let more = rows.len() > limit as usize;
         let page: Vec<_> = rows.into_iter().take(limit as usize).collect();
         let next = if more {

@@ -27,9 +27,15 @@ pub struct RegisterRequest {
     #[schema(pattern = "^[a-z0-9_]{3,25}$")]
     pub username: String,
     /// 8 to 256 characters.
+    #[schema(min_length = 8, max_length = 256)]
     pub password: String,
-    /// Shown in chat; defaults to the username.
+    /// Shown in chat, 1 to 50 characters on one line; defaults to the username.
     #[serde(rename = "displayName", default)]
+    #[schema(
+        min_length = 1,
+        max_length = 50,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub display_name: Option<String>,
 }
 
@@ -64,11 +70,20 @@ pub struct CreateChannelRequest {
     #[serde(rename = "channelID")]
     #[schema(pattern = "^[a-z0-9_]{3,25}$")]
     pub channel_id: String,
-    /// Display name (default: the id), at most 100 characters.
+    /// Display name (default: the id), 1 to 100 characters on one line.
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub name: Option<String>,
     /// At most 2000 characters.
     #[serde(default)]
+    #[schema(
+        max_length = 2000,
+        pattern = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub description: Option<String>,
 }
 
@@ -90,14 +105,24 @@ pub struct CreateChannelResponse {
 /// `PATCH /api/channels/{channelID}`; absent fields are left alone.
 #[derive(Deserialize, ToSchema)]
 pub struct UpdateChannelRequest {
-    /// Display name.
+    /// Display name, 1 to 100 characters on one line.
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub name: Option<String>,
-    /// Description.
+    /// Description, at most 2000 characters.
     #[serde(default)]
+    #[schema(
+        max_length = 2000,
+        pattern = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub description: Option<String>,
-    /// Stream title (at most 140 characters).
+    /// Stream title, at most 140 characters on one line.
     #[serde(default)]
+    #[schema(max_length = 140, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub title: Option<String>,
 }
 
@@ -161,7 +186,8 @@ pub struct ListQuery {
     /// Page size, 1 to 100 (default 20).
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
-    /// `nextCursor` of the previous page.
+    /// `nextCursor` of the previous page (an unknown cursor gives an empty page).
+    #[param(pattern = "^[a-z0-9_]*$")]
     pub cursor: Option<String>,
 }
 
@@ -240,6 +266,7 @@ pub struct SubscribeQuery {
 #[derive(Deserialize, ToSchema)]
 pub struct SubscribeRequest {
     /// 1, 2 or 3 (422 otherwise).
+    #[schema(minimum = 1, maximum = 3)]
     pub tier: i64,
 }
 
@@ -277,14 +304,24 @@ pub struct WatcherCountResponse {
 /// `POST /api/channels/{channelID}/bans`.
 #[derive(Deserialize, ToSchema)]
 pub struct BanRequest {
-    /// User to ban.
+    /// User to ban (1 to 64 characters, no spaces).
     #[serde(rename = "userID")]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\s\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     pub user_id: String,
     /// Timeout length (1 to 1209600); absent = permanent ban.
     #[serde(rename = "durationSeconds", default)]
+    #[schema(minimum = 1, maximum = 1209600)]
     pub duration_seconds: Option<u64>,
-    /// Shown to moderators.
+    /// Shown to moderators, at most 500 characters.
     #[serde(default)]
+    #[schema(
+        max_length = 500,
+        pattern = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub reason: Option<String>,
 }
 
@@ -315,6 +352,22 @@ pub struct BanResponse {
 pub struct BanList {
     /// Bans in force.
     pub bans: Vec<BanResponse>,
+}
+
+/// Body of `POST /api/payments/webhook` (documentation; the raw bytes are what is signed).
+#[derive(Serialize, ToSchema)]
+pub struct WebhookEvent {
+    /// Unique per event; a replay carries the same id and is ignored.
+    #[serde(rename = "eventID")]
+    #[schema(min_length = 1, max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
+    pub event_id: String,
+    /// The `paymentID` of the 202 answer.
+    #[serde(rename = "paymentID")]
+    #[schema(min_length = 1, max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
+    pub payment_id: String,
+    /// `succeeded` or `failed`.
+    #[schema(pattern = "^(succeeded|failed)$")]
+    pub status: String,
 }
 
 /// Webhook result.

@@ -44,6 +44,13 @@ async fn read_body(req: Request, limit: usize) -> Result<Bytes, Problem> {
 }
 
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    // serde accepts a struct written as an array; our bodies are objects only.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(Problem::unprocessable(
+            "invalid-body",
+            "expected a JSON object",
+        ));
+    }
     serde_json::from_slice(bytes).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {

@@ -4,18 +4,31 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::dto::{ProblemDoc, WebhookResponse};
+use super::dto::{ProblemDoc, WebhookEvent, WebhookResponse};
 use super::extract::RawJson;
 use crate::Api;
 use crate::http::problem::Problem;
 use crate::payments::{SIGNATURE_HEADER, WebhookError};
 use crate::subscriptions::{WebhookFailure, WebhookOutcome};
 
+fn invalid_signature(detail: impl Into<String>) -> Problem {
+    Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid-signature",
+        "Invalid signature",
+    )
+    .detail(detail)
+    .header(
+        axum::http::header::WWW_AUTHENTICATE,
+        r#"HMAC-SHA256 realm="onair-payments""#,
+    )
+}
+
 /// A payment provider's notification, signed with
 /// `Onair-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
 #[utoipa::path(
     post, path = "/api/payments/webhook", tag = "subscriptions",
-    request_body(content = String, description = "`{\"eventID\", \"paymentID\", \"status\": \"succeeded\"|\"failed\"}`", content_type = "application/json"),
+    request_body(content = WebhookEvent, description = "The event; the signature covers the raw bytes"),
     params(("Onair-Signature" = String, Header, description = "t=<unix seconds>,v1=<hex HMAC-SHA256>")),
     responses(
         (status = 200, description = "Processed, or ignored (replay)", body = WebhookResponse),
@@ -38,16 +51,9 @@ pub async fn webhook(
         .map_err(|e| match e {
             WebhookFailure::Api(e) => Problem::from(e),
             WebhookFailure::Webhook(e) => match e {
-                WebhookError::BadSignature | WebhookError::Stale => Problem::new(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid-signature",
-                    "Invalid signature",
-                )
-                .detail(e.to_string())
-                .header(
-                    axum::http::header::WWW_AUTHENTICATE,
-                    r#"HMAC-SHA256 realm="onair-payments""#,
-                ),
+                WebhookError::BadSignature | WebhookError::Stale => {
+                    invalid_signature(e.to_string())
+                }
                 WebhookError::Malformed(d) => Problem::bad_request("malformed-event", d),
                 WebhookError::NotSupported => {
                     Problem::not_found("the configured payment provider takes no webhooks")

@@ -183,6 +183,9 @@ impl From<crate::error::ApiError> for Problem {
             E::BadRequest { slug, detail } => Self::bad_request(slug, detail),
             E::Unauthorized(detail) => Self::unauthorized(detail, false),
             E::Forbidden(detail) => Self::forbidden(detail),
+            E::Denied { slug, detail } => {
+                Self::new(StatusCode::FORBIDDEN, slug, "Forbidden").detail(detail)
+            }
             E::RateLimited { retry_after_secs } => Self::too_many_requests(retry_after_secs),
             E::Db(e) => Self::internal(e),
             E::Internal(e) => Self::internal(format!("{e:#}")),

@@ -112,7 +112,8 @@ pub async fn following(
         (status = 404, description = "Unknown channel", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 422, description = "Bad tier, or subscribing to one's own channel", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Subscribing to one's own channel", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "Bad tier", body = ProblemDoc, content_type = "application/problem+json"),
     )
 )]
 pub async fn subscriptions(
@@ -193,11 +194,11 @@ fn ban_dto(channel_id: &str, b: BanInfo) -> BanResponse {
         (status = 201, description = "Banned", body = BanResponse),
         (status = 400, description = "Malformed JSON", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 401, description = "No or bad token", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Not the owner", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not the owner; or banning the owner", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "Unknown channel", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 422, description = "Bad user id, duration or reason; banning the owner", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "Bad user id, duration or reason", body = ProblemDoc, content_type = "application/problem+json"),
     )
 )]
 pub async fn ban(

@@ -126,7 +126,7 @@ async fn bans_and_timeouts(b: Backend) {
             &json!({"userID": "owner"}),
         )
         .await,
-        422,
+        403,
         "cannot-ban-owner",
     )
     .await;

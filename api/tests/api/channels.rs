@@ -309,12 +309,17 @@ async fn directory(b: Backend) {
     let body = json(s.get("/api/channels?live=true", None).await, 200).await;
     assert_eq!(body["channels"].as_array().map(Vec::len), Some(1));
 
+    let body = json(s.get("/api/channels?live=true&cursor=abc", None).await, 200).await;
+    assert_eq!(body["channels"].as_array().map(Vec::len), Some(0));
+    assert!(body["nextCursor"].is_null());
+    let body = json(s.get("/api/channels?cursor=", None).await, 200).await;
+    assert_eq!(body["channels"].as_array().map(Vec::len), Some(5));
     for q in [
         "limit=0",
         "limit=101",
         "limit=x",
         "live=maybe",
-        "live=true&cursor=abc",
+        "cursor=ABC",
     ] {
         expect_problem(
             s.get(&format!("/api/channels?{q}"), None).await,

@@ -209,7 +209,7 @@ async fn test_provider_lifecycle(b: Backend) {
             &json!({"tier": 1}),
         )
         .await,
-        422,
+        403,
         "cannot-subscribe-own-channel",
     )
     .await;

@@ -383,6 +383,36 @@ mod tests {
         }
     }
 
+    /// The encoder spends roughly its target on the pattern (the noise band makes it work).
+    #[test]
+    fn bitrate_tracks_target() {
+        for (w, h, bitrate) in [(640, 360, 600_000u32), (320, 180, 150_000)] {
+            let mut generator = PatternGenerator::new(w, h).expect("valid size");
+            let mut encoder = H264Encoder::new(bitrate, 30).expect("encoder");
+            let mut bytes = 0usize;
+            let frames = 60u32;
+            for i in 0..frames {
+                let stamp = FrameStamp {
+                    index: i,
+                    timestamp_us: 0,
+                };
+                let frame = generator.render(stamp);
+                if let Some(e) = encoder.encode(frame, i == 0).expect("encode") {
+                    // Skip the first keyframe, like a steady-state measurement.
+                    if i > 0 {
+                        bytes += e.data.len();
+                    }
+                }
+            }
+            let bps = bytes as f64 * 8.0 * 30.0 / (frames - 1) as f64;
+            eprintln!("{w}x{h}: target {bitrate} got {bps:.0}");
+            assert!(
+                bps > bitrate as f64 * 0.5 && bps < bitrate as f64 * 1.6,
+                "{w}x{h}: target {bitrate} bit/s, got {bps:.0}"
+            );
+        }
+    }
+
     #[test]
     fn assembler_flags_loss() {
         let mut a = AccessUnitAssembler::default();

@@ -122,6 +122,8 @@ impl openh264::formats::YUVSource for YuvFrame {
 /// Paints test frames of one size.
 pub struct PatternGenerator {
     frame: YuvFrame,
+    /// The static part (gradient, chroma, black data area), copied in before each frame.
+    background: YuvFrame,
 }
 
 impl PatternGenerator {
@@ -135,8 +137,28 @@ impl PatternGenerator {
             width.is_multiple_of(2) && height.is_multiple_of(2),
             "I420 needs even dimensions, got {width}x{height}"
         );
+        let mut background = YuvFrame::new(width, height);
+        let (w, h) = (width as usize, height as usize);
+        let data_h = (block_size(width) * DATA_ROWS) as usize;
+        let (y_plane, u_plane, v_plane) = background.planes_mut();
+        for row in data_h..h {
+            for (x, px) in y_plane[row * w..(row + 1) * w].iter_mut().enumerate() {
+                *px = (40 + x * 150 / w + (row * 20 / h)) as u8;
+            }
+        }
+        // Chroma stays neutral under the data blocks: only luma is read back.
+        for row in data_h.div_ceil(2)..h / 2 {
+            u_plane[row * w / 2..(row + 1) * w / 2].fill((64 + row * 2 * 128 / h) as u8);
+            for (x, px) in v_plane[row * w / 2..(row + 1) * w / 2]
+                .iter_mut()
+                .enumerate()
+            {
+                *px = (96 + x * 2 * 64 / w) as u8;
+            }
+        }
         Ok(Self {
-            frame: YuvFrame::new(width, height),
+            frame: background.clone(),
+            background,
         })
     }
 
@@ -145,42 +167,33 @@ impl PatternGenerator {
         let (w, h) = (self.frame.width as usize, self.frame.height as usize);
         let b = block_size(self.frame.width) as usize;
         let data_h = b * DATA_ROWS as usize;
+        self.frame.data.copy_from_slice(&self.background.data);
         // The bar moves 1/160 of the width per frame: visible motion at every layer size, so
-        // P-frames carry real residuals rather than all-skip macroblocks.
+        // P-frames carry real motion, not only noise.
         let step = (w / 160).max(1);
         let bar_w = (w / 32).max(8);
         let bar_x = (stamp.index as usize * step) % w;
-        let (y_plane, u_plane, v_plane) = self.frame.planes_mut();
-
-        for row in 0..h {
+        let (y_plane, _, _) = self.frame.planes_mut();
+        for row in data_h..h {
             let line = &mut y_plane[row * w..(row + 1) * w];
-            if row < data_h {
-                line.fill(LUMA_BLACK);
-                continue;
-            }
-            for (x, px) in line.iter_mut().enumerate() {
-                let in_bar =
-                    x >= bar_x && x < bar_x + bar_w || (bar_x + bar_w > w && x < bar_x + bar_w - w);
-                *px = if in_bar {
-                    220
-                } else {
-                    (40 + x * 150 / w + (row * 20 / h)) as u8
-                };
+            line[bar_x..(bar_x + bar_w).min(w)].fill(220);
+            if bar_x + bar_w > w {
+                line[..bar_x + bar_w - w].fill(220);
             }
         }
-        for row in 0..h / 2 {
-            let u_line = &mut u_plane[row * w / 2..(row + 1) * w / 2];
-            let v_line = &mut v_plane[row * w / 2..(row + 1) * w / 2];
-            if row * 2 < data_h {
-                // Neutral chroma under the data blocks: only luma is read back.
-                u_line.fill(128);
-                v_line.fill(128);
-                continue;
-            }
-            u_line.fill((64 + row * 2 * 128 / h) as u8);
-            for (x, px) in v_line.iter_mut().enumerate() {
-                *px = (96 + x * 2 * 64 / w) as u8;
-            }
+
+        // Fresh noise every frame in the lower half: incompressible detail, so the encoder's
+        // rate control has to spend its target bitrate instead of coasting at a few kbit/s.
+        // Eight pixels per step (keep the top two bits, randomize the rest): cheap even in
+        // debug builds.
+        let mut rng =
+            XorShift((u64::from(stamp.index) << 1 | 1).wrapping_mul(0x2545_F491_4F6C_DD1D));
+        for chunk in y_plane[(h / 2).max(data_h) * w..].chunks_exact_mut(8) {
+            let mut px = [0u8; 8];
+            px.copy_from_slice(chunk);
+            let v = u64::from_le_bytes(px);
+            let noisy = (v & 0xC0C0_C0C0_C0C0_C0C0) | (rng.next() & 0x3F3F_3F3F_3F3F_3F3F);
+            chunk.copy_from_slice(&noisy.to_le_bytes());
         }
 
         let payload = encode_payload(stamp);
@@ -194,6 +207,18 @@ impl PatternGenerator {
             }
         }
         &self.frame
+    }
+}
+
+/// Cheap PRNG for the noise band (no need for quality, only speed and determinism).
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
     }
 }
 
