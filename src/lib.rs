@@ -94,12 +94,21 @@ impl Server {
     pub async fn start(s: &ServeSettings) -> anyhow::Result<Server> {
         let registry = prometheus::Registry::new();
         let api = s.data.open_api(&registry).await?;
-        let demo_key = api.ensure_demo_channel().await.context("creating the demo channel")?;
+        let demo_key = api
+            .ensure_demo_channel()
+            .await
+            .context("creating the demo channel")?;
         if s.redis_url.is_some() {
-            tracing::warn!("--redis-url is accepted but this build serves one node (the chat bus comes with the chat service)");
+            tracing::warn!(
+                "--redis-url is accepted but this build serves one node (the chat bus comes with the chat service)"
+            );
         }
         let sfu = Sfu::start(
-            SfuConfig { bind: s.media_addr, advertise: s.public_ip.clone(), shards: s.shards },
+            SfuConfig {
+                bind: s.media_addr,
+                advertise: s.public_ip.clone(),
+                shards: s.shards,
+            },
             &registry,
         )
         .context("binding the media port")?;
@@ -119,7 +128,10 @@ impl Server {
                     .route("/metrics", get(metrics))
                     .route("/healthz", get(|| async { "ok" }))
                     .route("/readyz", get(readyz))
-                    .with_state(AppState { registry: registry.clone(), api: api.clone() }),
+                    .with_state(AppState {
+                        registry: registry.clone(),
+                        api: api.clone(),
+                    }),
             )
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(tower_http::trace::TraceLayer::new_for_http())
@@ -127,11 +139,14 @@ impl Server {
 
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let serve = tokio::spawn(async move {
-            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                })
-                .await
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await
         });
         tracing::info!(%http_addr, media = %sfu.local_addr(), "onair serving");
         Ok(Server {
@@ -166,8 +181,10 @@ async fn metrics(State(s): State<AppState>) -> Response {
         return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
     }
     let mut r = buf.into_response();
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
     r
 }
 

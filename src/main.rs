@@ -4,10 +4,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use onair::{DataSettings, Server, ServeSettings};
+use onair::{DataSettings, ServeSettings, Server};
 
 #[derive(Parser)]
-#[command(name = "onair", version, about = "Self-hostable live streaming: WHIP in, WHEP out, live chat")]
+#[command(
+    name = "onair",
+    version,
+    about = "Self-hostable live streaming: WHIP in, WHEP out, live chat"
+)]
 struct Cli {
     /// Log format: `text` or `json`.
     #[arg(long, env = "ONAIR_LOG_FORMAT", default_value = "text", global = true)]
@@ -76,7 +80,9 @@ fn parse_ttl(s: &str) -> anyhow::Result<Duration> {
 fn init_logs(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,str0m=warn,sqlx=warn"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         b.json().init();
     } else {
@@ -88,13 +94,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(t) => t,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -127,10 +134,24 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("shutting down: ending every session");
             server.stop(Duration::from_secs(3)).await;
         }
-        Cmd::Channel { cmd: ChannelCmd::Create { channel_id, owner, name, description, data } } => {
+        Cmd::Channel {
+            cmd:
+                ChannelCmd::Create {
+                    channel_id,
+                    owner,
+                    name,
+                    description,
+                    data,
+                },
+        } => {
             let api = data.open_api(&prometheus::Registry::new()).await?;
             let created = api
-                .create_channel(onair_api::NewChannel { channel_id, name, description, owner_id: owner })
+                .create_channel(onair_api::NewChannel {
+                    channel_id,
+                    name,
+                    description,
+                    owner_id: owner,
+                })
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!(
@@ -138,7 +159,12 @@ async fn main() -> anyhow::Result<()> {
                 serde_json::json!({ "channelID": created.channel.channel_id, "streamKey": created.stream_key })
             );
         }
-        Cmd::Token { user_id, name, ttl, data } => {
+        Cmd::Token {
+            user_id,
+            name,
+            ttl,
+            data,
+        } => {
             let api = data.open_api(&prometheus::Registry::new()).await?;
             let name = name.unwrap_or_else(|| user_id.clone());
             println!("{}", api.mint_token(&user_id, &name, parse_ttl(&ttl)?)?);

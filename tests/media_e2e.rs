@@ -28,10 +28,17 @@ async fn h264_to_three_viewers_late_joiner_and_cleanup() {
 
     let mut viewers = Vec::new();
     for _ in 0..3 {
-        viewers.push(play(ViewerConfig::new(t.url("/whep/chan"))).await.expect("play"));
+        viewers.push(
+            play(ViewerConfig::new(t.url("/whep/chan")))
+                .await
+                .expect("play"),
+        );
     }
     for v in &viewers {
-        let s = v.wait_frames(40, Duration::from_secs(20)).await.expect("frames decoded");
+        let s = v
+            .wait_frames(40, Duration::from_secs(20))
+            .await
+            .expect("frames decoded");
         assert_eq!((s.width, s.height), (640, 360));
         assert_eq!(s.decode_errors, 0, "{s:?}");
         assert!(s.frame_indices_seen >= 30, "the pattern moves: {s:?}");
@@ -43,16 +50,25 @@ async fn h264_to_three_viewers_late_joiner_and_cleanup() {
     // A viewer joining mid-stream gets a decodable keyframe at once: the SFU asks the publisher
     // for one (the publisher's keyframe interval is 4 s, far longer than we wait here).
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let late = play(ViewerConfig::new(t.url("/whep/chan"))).await.expect("play");
-    let s = late.wait_frames(10, Duration::from_secs(10)).await.expect("late joiner decodes");
+    let late = play(ViewerConfig::new(t.url("/whep/chan")))
+        .await
+        .expect("play");
+    let s = late
+        .wait_frames(10, Duration::from_secs(10))
+        .await
+        .expect("late joiner decodes");
     assert_eq!(s.first_frame_was_keyframe, Some(true));
     assert_eq!(s.decode_errors, 0);
     assert!(
-        s.first_frame_after.is_some_and(|d| d < Duration::from_millis(2500)),
+        s.first_frame_after
+            .is_some_and(|d| d < Duration::from_millis(2500)),
         "first frame after {:?}",
         s.first_frame_after
     );
-    assert!(publisher.stats().keyframe_requests_received > 0, "a keyframe request reached the publisher");
+    assert!(
+        publisher.stats().keyframe_requests_received > 0,
+        "a keyframe request reached the publisher"
+    );
     viewers.push(late);
 
     // DELETE frees everything.
@@ -62,7 +78,12 @@ async fn h264_to_three_viewers_late_joiner_and_cleanup() {
     }
     let r = publisher.stop().await.expect("stop");
     assert_eq!(r.delete_status, Some(200));
-    assert!(t.wait_for(Duration::from_secs(5), || async { t.metric("onair_sfu_peers").await == 0.0 }).await);
+    assert!(
+        t.wait_for(Duration::from_secs(5), || async {
+            t.metric("onair_sfu_peers").await == 0.0
+        })
+        .await
+    );
     assert!(!t.server.signaling.sfu().is_live("chan"));
     t.stop().await;
 }
@@ -74,7 +95,10 @@ async fn ice_tcp_viewer_plays() {
     let mut cfg = ViewerConfig::new(t.url("/whep/chan"));
     cfg.tcp_only = true;
     let v = play(cfg).await.expect("play over TCP");
-    let s = v.wait_frames(20, Duration::from_secs(20)).await.expect("frames over ICE-TCP");
+    let s = v
+        .wait_frames(20, Duration::from_secs(20))
+        .await
+        .expect("frames over ICE-TCP");
     assert_eq!((s.width, s.height), (320, 180));
     assert_eq!(s.decode_errors, 0);
     v.stop().await.expect("stop");
@@ -93,15 +117,23 @@ async fn vanished_viewer_is_torn_down_by_consent_freshness() {
     let (upstream, proxy) = (t.server.media_addr, shaper.local_addr());
     let mut cfg = ViewerConfig::new(t.url("/whep/chan"));
     cfg.answer_rewrite = Some(Arc::new(move |sdp: String| {
-        route_candidates_via(&sdp, upstream, proxy).split_inclusive('\n').filter(|l| !l.contains(" tcp ")).collect()
+        route_candidates_via(&sdp, upstream, proxy)
+            .split_inclusive('\n')
+            .filter(|l| !l.contains(" tcp "))
+            .collect()
     }));
     let v = play(cfg).await.expect("play");
-    v.wait_frames(5, Duration::from_secs(20)).await.expect("frames");
+    v.wait_frames(5, Duration::from_secs(20))
+        .await
+        .expect("frames");
     assert_eq!(t.metric("onair_sfu_viewers").await, 1.0);
     // The viewer's network disappears: no DELETE, no DTLS close, no more consent checks.
     drop(shaper);
     assert!(
-        t.wait_for(Duration::from_secs(60), || async { t.metric("onair_sfu_viewers").await == 0.0 }).await,
+        t.wait_for(Duration::from_secs(60), || async {
+            t.metric("onair_sfu_viewers").await == 0.0
+        })
+        .await,
         "the dead viewer was not torn down"
     );
     assert_eq!(t.server.api.live().watchers("chan"), 0);

@@ -34,8 +34,12 @@ async fn simulcast_manual_and_bandwidth_driven_switches() {
     let publisher = publish(cfg).await.expect("publish");
 
     // --- Manual selection through the WHEP layer extension.
-    let v = play(ViewerConfig::new(t.url("/whep/chan"))).await.expect("play");
-    v.wait_frames(20, Duration::from_secs(20)).await.expect("frames");
+    let v = play(ViewerConfig::new(t.url("/whep/chan")))
+        .await
+        .expect("play");
+    v.wait_frames(20, Duration::from_secs(20))
+        .await
+        .expect("frames");
     let layer_url = format!("{}/layer", v.session_url());
     let select = |rid: &'static str| {
         t.http
@@ -45,12 +49,29 @@ async fn simulcast_manual_and_bandwidth_driven_switches() {
             .send()
     };
     assert_eq!(select("l").await.expect("select").status(), 200);
-    assert!(wait_height(&v, 180, Duration::from_secs(10)).await, "switched to the low layer: {:?}", v.stats());
+    assert!(
+        wait_height(&v, 180, Duration::from_secs(10)).await,
+        "switched to the low layer: {:?}",
+        v.stats()
+    );
     assert_eq!(select("h").await.expect("select").status(), 200);
-    assert!(wait_height(&v, 720, Duration::from_secs(10)).await, "switched to the high layer: {:?}", v.stats());
-    let s = v.wait_frames(v.stats().frames_decoded + 10, Duration::from_secs(10)).await.expect("frames");
-    assert_eq!(s.decode_errors, 0, "every switch landed on a keyframe: {s:?}");
-    assert_eq!(s.seq_gaps, 0, "sequence numbers continuous across switches: {s:?}");
+    assert!(
+        wait_height(&v, 720, Duration::from_secs(10)).await,
+        "switched to the high layer: {:?}",
+        v.stats()
+    );
+    let s = v
+        .wait_frames(v.stats().frames_decoded + 10, Duration::from_secs(10))
+        .await
+        .expect("frames");
+    assert_eq!(
+        s.decode_errors, 0,
+        "every switch landed on a keyframe: {s:?}"
+    );
+    assert_eq!(
+        s.seq_gaps, 0,
+        "sequence numbers continuous across switches: {s:?}"
+    );
     assert_eq!(s.video_ssrcs.len(), 1, "one SSRC whatever the layer: {s:?}");
     assert!(s.sizes_seen.contains(&(320, 180)) && s.sizes_seen.contains(&(1280, 720)));
     v.stop().await.expect("stop");
@@ -67,7 +88,9 @@ async fn simulcast_manual_and_bandwidth_driven_switches() {
             .collect()
     }));
     let v = play(vc).await.expect("play via shaper");
-    v.wait_frames(10, Duration::from_secs(20)).await.expect("frames via shaper");
+    v.wait_frames(10, Duration::from_secs(20))
+        .await
+        .expect("frames via shaper");
     assert!(
         wait_height(&v, 720, Duration::from_secs(30)).await,
         "the estimate climbs to the top layer on an open link: {:?}",

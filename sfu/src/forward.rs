@@ -110,7 +110,9 @@ impl VideoForwarder {
     /// The layer still awaited after `patience`, to re-ask the publisher for a keyframe.
     pub fn overdue(&self, now: Instant, patience: Duration) -> Option<usize> {
         match self.wait_since {
-            Some(t) if now.saturating_duration_since(t) >= patience && self.target != self.current => {
+            Some(t)
+                if now.saturating_duration_since(t) >= patience && self.target != self.current =>
+            {
                 self.target
             }
             _ => None,
@@ -120,7 +122,9 @@ impl VideoForwarder {
     /// Decides for one packet of the viewer's channel.
     pub fn on_packet(&mut self, now: Instant, p: &SourcePacket) -> Decision {
         let mut d = Decision::default();
-        let Some(track) = p.track.video.as_ref() else { return d };
+        let Some(track) = p.track.video.as_ref() else {
+            return d;
+        };
         if self.publisher != Some(p.track.publisher) {
             // A new publisher (reconnect or replacement): start over on its layers, keeping our
             // outgoing numbering continuous.
@@ -140,7 +144,10 @@ impl VideoForwarder {
             let inp = in_packet(p);
             self.munger.switch_source(&inp);
             self.current = self.target;
-            d.switched_after = self.wait_since.take().map(|t| now.saturating_duration_since(t));
+            d.switched_after = self
+                .wait_since
+                .take()
+                .map(|t| now.saturating_duration_since(t));
             d.out = self.munger.rewrite(&inp);
         }
         d
@@ -197,7 +204,10 @@ mod tests {
                     format: FormatParams::default(),
                 },
                 codec: VideoCodec::H264,
-                layers: ["l", "m", "h"][..rates.len()].iter().map(|r| Some(Rid::from(*r))).collect(),
+                layers: ["l", "m", "h"][..rates.len()]
+                    .iter()
+                    .map(|r| Some(Rid::from(*r)))
+                    .collect(),
                 rates: rates.iter().map(|r| AtomicU64::new(*r)).collect(),
             }),
             audio: None,
@@ -235,20 +245,35 @@ mod tests {
         let d = f.on_packet(at, &pkt(&t, 2, 11, true, at));
         assert_eq!(d.out.map(|o| o.seq), Some(100));
         assert_eq!(d.switched_after, Some(Duration::from_millis(300)));
-        assert_eq!(f.on_packet(at, &pkt(&t, 2, 12, false, at)).out.map(|o| o.seq), Some(101));
+        assert_eq!(
+            f.on_packet(at, &pkt(&t, 2, 12, false, at))
+                .out
+                .map(|o| o.seq),
+            Some(101)
+        );
 
         // Congestion: target drops to the low layer; the top keeps flowing until its keyframe.
         f.set_estimate(150_000);
         let tv = t.video.as_ref().expect("video");
         assert_eq!(f.retarget(at, tv), Some(0));
-        assert_eq!(f.on_packet(at, &pkt(&t, 2, 13, false, at)).out.map(|o| o.seq), Some(102));
+        assert_eq!(
+            f.on_packet(at, &pkt(&t, 2, 13, false, at))
+                .out
+                .map(|o| o.seq),
+            Some(102)
+        );
         assert_eq!(f.on_packet(at, &pkt(&t, 0, 600, false, at)).out, None);
         let d = f.on_packet(at, &pkt(&t, 0, 601, true, at));
         assert_eq!(d.out.map(|o| o.seq), Some(103));
         assert_eq!(f.current(), Some(0));
         // The old layer is dropped from now on; numbering stays gapless.
         assert_eq!(f.on_packet(at, &pkt(&t, 2, 14, false, at)).out, None);
-        assert_eq!(f.on_packet(at, &pkt(&t, 0, 602, false, at)).out.map(|o| o.seq), Some(104));
+        assert_eq!(
+            f.on_packet(at, &pkt(&t, 0, 602, false, at))
+                .out
+                .map(|o| o.seq),
+            Some(104)
+        );
     }
 
     #[test]
@@ -261,8 +286,14 @@ mod tests {
         assert_eq!(f.current(), Some(2));
         f.pin(Some(0));
         assert_eq!(f.retarget(t0, tv), Some(0));
-        assert_eq!(f.overdue(t0 + Duration::from_millis(500), Duration::from_secs(1)), None);
-        assert_eq!(f.overdue(t0 + Duration::from_secs(1), Duration::from_secs(1)), Some(0));
+        assert_eq!(
+            f.overdue(t0 + Duration::from_millis(500), Duration::from_secs(1)),
+            None
+        );
+        assert_eq!(
+            f.overdue(t0 + Duration::from_secs(1), Duration::from_secs(1)),
+            Some(0)
+        );
         f.on_packet(t0, &pkt(&t, 0, 50, true, t0));
         assert_eq!(f.current(), Some(0));
         // Released: the estimate takes over again; 10 Mbit/s fits the top layer.
@@ -288,7 +319,13 @@ mod tests {
         assert_eq!(d.out.map(|o| o.seq), Some(9));
 
         let mut af = AudioForwarder::new(48_000, 0);
-        assert_eq!(af.on_packet(&pkt(&a, 0, 70, false, t0)).map(|o| o.seq), Some(0));
-        assert_eq!(af.on_packet(&pkt(&b, 0, 3, false, t0)).map(|o| o.seq), Some(1));
+        assert_eq!(
+            af.on_packet(&pkt(&a, 0, 70, false, t0)).map(|o| o.seq),
+            Some(0)
+        );
+        assert_eq!(
+            af.on_packet(&pkt(&b, 0, 3, false, t0)).map(|o| o.seq),
+            Some(1)
+        );
     }
 }

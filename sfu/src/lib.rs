@@ -114,29 +114,64 @@ impl Sfu {
 
     /// Starts a publisher on `channel` from a WHIP offer. Newest wins: a publisher already live on
     /// the channel is closed.
-    pub fn publish(&self, channel: &str, offer: SdpOffer, plan: MediaPlan) -> Result<Session, SfuError> {
+    pub fn publish(
+        &self,
+        channel: &str,
+        offer: SdpOffer,
+        plan: MediaPlan,
+    ) -> Result<Session, SfuError> {
         let now = Instant::now();
         let (mut rtc, creds) = self.shared.factory.build(&plan, false, now);
         let answer = accept_offer(&mut rtc, offer)?;
         let peer = self.shared.next_peer_id();
-        let track = publisher::track_info(&mut rtc, channel, peer, &plan, self.shared.shard_for(peer))?;
+        let track =
+            publisher::track_info(&mut rtc, channel, peer, &plan, self.shared.shard_for(peer))?;
         let state = publisher::PublisherState::new(track.clone());
-        self.shared
-            .add_peer(peer, channel, Role::Publisher, rtc, &creds, shard::PeerRole::Publisher(Box::new(state)), Some(track))?;
-        Ok(Session { peer, sdp: answer, ice_ufrag: creds.ufrag, ice_pwd: creds.pass })
+        self.shared.add_peer(
+            peer,
+            channel,
+            Role::Publisher,
+            rtc,
+            &creds,
+            shard::PeerRole::Publisher(Box::new(state)),
+            Some(track),
+        )?;
+        Ok(Session {
+            peer,
+            sdp: answer,
+            ice_ufrag: creds.ufrag,
+            ice_pwd: creds.pass,
+        })
     }
 
     /// Starts a viewer of `channel` from a WHEP client offer.
-    pub fn play(&self, channel: &str, offer: SdpOffer, plan: MediaPlan) -> Result<Session, SfuError> {
+    pub fn play(
+        &self,
+        channel: &str,
+        offer: SdpOffer,
+        plan: MediaPlan,
+    ) -> Result<Session, SfuError> {
         let track = self.shared.track(channel).ok_or(SfuError::NotLive)?;
         let now = Instant::now();
         let (mut rtc, creds) = self.shared.factory.build(&plan, true, now);
         let answer = accept_offer(&mut rtc, offer)?;
         let state = viewer::ViewerState::new(&mut rtc, &plan, &track)?;
         let peer = self.shared.next_peer_id();
-        self.shared
-            .add_peer(peer, channel, Role::Viewer, rtc, &creds, shard::PeerRole::Viewer(Box::new(state)), None)?;
-        Ok(Session { peer, sdp: answer, ice_ufrag: creds.ufrag, ice_pwd: creds.pass })
+        self.shared.add_peer(
+            peer,
+            channel,
+            Role::Viewer,
+            rtc,
+            &creds,
+            shard::PeerRole::Viewer(Box::new(state)),
+            None,
+        )?;
+        Ok(Session {
+            peer,
+            sdp: answer,
+            ice_ufrag: creds.ufrag,
+            ice_pwd: creds.pass,
+        })
     }
 
     /// Starts a viewer for a legacy WHEP client that POSTs no offer: returns the server's offer;
@@ -149,19 +184,37 @@ impl Sfu {
         let (offer, pending) = viewer::create_server_offer(&mut rtc, &plan)?;
         let state = viewer::ViewerState::pending(pending);
         let peer = self.shared.next_peer_id();
-        self.shared
-            .add_peer(peer, channel, Role::Viewer, rtc, &creds, shard::PeerRole::Viewer(Box::new(state)), None)?;
-        Ok(Session { peer, sdp: offer, ice_ufrag: creds.ufrag, ice_pwd: creds.pass })
+        self.shared.add_peer(
+            peer,
+            channel,
+            Role::Viewer,
+            rtc,
+            &creds,
+            shard::PeerRole::Viewer(Box::new(state)),
+            None,
+        )?;
+        Ok(Session {
+            peer,
+            sdp: offer,
+            ice_ufrag: creds.ufrag,
+            ice_pwd: creds.pass,
+        })
     }
 
     /// Applies a legacy WHEP client's SDP answer to the server offer.
-    pub async fn complete_server_offer(&self, peer: PeerId, answer: SdpAnswer) -> Result<(), SfuError> {
-        self.request(peer, |reply| Command::AcceptAnswer(answer, reply)).await?
+    pub async fn complete_server_offer(
+        &self,
+        peer: PeerId,
+        answer: SdpAnswer,
+    ) -> Result<(), SfuError> {
+        self.request(peer, |reply| Command::AcceptAnswer(answer, reply))
+            .await?
     }
 
     /// Adds trickled remote candidates.
     pub fn trickle(&self, peer: PeerId, candidates: Vec<Candidate>) -> Result<(), SfuError> {
-        self.shared.send(peer, ShardMsg::Command(peer, Command::Trickle(candidates)))
+        self.shared
+            .send(peer, ShardMsg::Command(peer, Command::Trickle(candidates)))
     }
 
     /// ICE restart: new remote credentials and candidates; returns our new ufrag and password.
@@ -173,7 +226,12 @@ impl Sfu {
         candidates: Vec<Candidate>,
     ) -> Result<(String, String), SfuError> {
         let (ufrag, pwd) = self
-            .request(peer, |reply| Command::IceRestart { remote_ufrag, remote_pwd, candidates, reply })
+            .request(peer, |reply| Command::IceRestart {
+                remote_ufrag,
+                remote_pwd,
+                candidates,
+                reply,
+            })
             .await??;
         self.shared.rebind_ufrag(peer, &ufrag);
         Ok((ufrag, pwd))
@@ -182,28 +240,37 @@ impl Sfu {
     /// Pins a viewer to a simulcast layer by RID, or back to automatic with `None`.
     pub fn select_layer(&self, peer: PeerId, rid: Option<String>) -> Result<(), SfuError> {
         if let Some(r) = &rid {
-            let channel = self.shared.peer_channel(peer).ok_or(SfuError::UnknownPeer)?;
+            let channel = self
+                .shared
+                .peer_channel(peer)
+                .ok_or(SfuError::UnknownPeer)?;
             let track = self.shared.track(&channel).ok_or(SfuError::NotLive)?;
             let known = track
                 .video
                 .as_ref()
                 .is_some_and(|v| v.layers.iter().flatten().any(|l| &**l == r.as_str()));
             if !known {
-                return Err(SfuError::Conflict(format!("no simulcast layer with rid {r}")));
+                return Err(SfuError::Conflict(format!(
+                    "no simulcast layer with rid {r}"
+                )));
             }
         }
-        self.shared.send(peer, ShardMsg::Command(peer, Command::SelectLayer(rid)))
+        self.shared
+            .send(peer, ShardMsg::Command(peer, Command::SelectLayer(rid)))
     }
 
     /// Sends a text message on a peer's data channel with the given label.
     pub fn send_text(&self, peer: PeerId, label: &str, text: String) -> Result<(), SfuError> {
-        self.shared
-            .send(peer, ShardMsg::Command(peer, Command::SendText(label.to_string(), text)))
+        self.shared.send(
+            peer,
+            ShardMsg::Command(peer, Command::SendText(label.to_string(), text)),
+        )
     }
 
     /// Closes a session (DELETE, shutdown, newer publisher).
     pub fn close(&self, peer: PeerId) -> Result<(), SfuError> {
-        self.shared.send(peer, ShardMsg::Command(peer, Command::Close))
+        self.shared
+            .send(peer, ShardMsg::Command(peer, Command::Close))
     }
 
     /// Whether `channel` has a live publisher.

@@ -50,12 +50,24 @@ impl Metrics {
                 Opts::new("onair_sfu_viewers", "Live WHEP viewers per channel"),
                 &["channel"],
             )?,
-            packets_in: IntCounter::new("onair_sfu_packets_in_total", "RTP packets from publishers")?,
-            bytes_in: IntCounter::new("onair_sfu_bytes_in_total", "RTP payload bytes from publishers")?,
+            packets_in: IntCounter::new(
+                "onair_sfu_packets_in_total",
+                "RTP packets from publishers",
+            )?,
+            bytes_in: IntCounter::new(
+                "onair_sfu_bytes_in_total",
+                "RTP payload bytes from publishers",
+            )?,
             packets_out: IntCounter::new("onair_sfu_packets_out_total", "RTP packets to viewers")?,
-            bytes_out: IntCounter::new("onair_sfu_bytes_out_total", "RTP payload bytes to viewers")?,
+            bytes_out: IntCounter::new(
+                "onair_sfu_bytes_out_total",
+                "RTP payload bytes to viewers",
+            )?,
             datagrams_out: IntCounter::new("onair_sfu_datagrams_out_total", "Datagrams sent")?,
-            nacks_received: IntCounter::new("onair_sfu_nacks_received_total", "NACKs from viewers")?,
+            nacks_received: IntCounter::new(
+                "onair_sfu_nacks_received_total",
+                "NACKs from viewers",
+            )?,
             keyframe_requests_sent: IntCounter::new(
                 "onair_sfu_keyframe_requests_sent_total",
                 "PLI/FIR sent to publishers",
@@ -76,7 +88,10 @@ impl Metrics {
                 .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0]),
             )?,
             data_channels: IntGauge::new("onair_sfu_data_channels", "Open data channels")?,
-            peer_panics: IntCounter::new("onair_sfu_peer_panics_total", "Peers dropped after a panic")?,
+            peer_panics: IntCounter::new(
+                "onair_sfu_peer_panics_total",
+                "Peers dropped after a panic",
+            )?,
         };
         registry.register(Box::new(m.peers.clone()))?;
         registry.register(Box::new(m.publishers.clone()))?;

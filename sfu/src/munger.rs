@@ -192,7 +192,13 @@ mod tests {
         let mut m = Munger::new(90_000, 1000);
         let a = pkt(50_000, 3_000_000, t0);
         m.switch_source(&a);
-        assert_eq!(m.rewrite(&a), Some(OutPacket { seq: 1000, ts: 3_000_000 }));
+        assert_eq!(
+            m.rewrite(&a),
+            Some(OutPacket {
+                seq: 1000,
+                ts: 3_000_000
+            })
+        );
         let a2 = pkt(50_001, 3_003_000, t0 + Duration::from_millis(33));
         assert_eq!(m.rewrite(&a2).map(|o| o.seq), Some(1001));
 
@@ -215,10 +221,21 @@ mod tests {
     fn switch_uses_sender_reports() {
         let t0 = Instant::now();
         let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let sr_a = SrMapping { ntp: wall, rtp: 10_000 };
-        let sr_b = SrMapping { ntp: wall, rtp: 500_000 };
+        let sr_a = SrMapping {
+            ntp: wall,
+            rtp: 10_000,
+        };
+        let sr_b = SrMapping {
+            ntp: wall,
+            rtp: 500_000,
+        };
         let mut m = Munger::new(90_000, 0);
-        let a = InPacket { seq: 1, ts: 10_000 + 9000, at: t0, sr: Some(sr_a) };
+        let a = InPacket {
+            seq: 1,
+            ts: 10_000 + 9000,
+            at: t0,
+            sr: Some(sr_a),
+        };
         m.switch_source(&a);
         m.rewrite(&a);
         // Layer B's packet captured 200 ms after the SR instant, arriving just 10 ms later on the
@@ -240,7 +257,12 @@ mod tests {
         let t0 = Instant::now();
         let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let mut m = Munger::new(90_000, 0);
-        let a = InPacket { seq: 1, ts: 90_000, at: t0, sr: Some(SrMapping { ntp: wall, rtp: 0 }) };
+        let a = InPacket {
+            seq: 1,
+            ts: 90_000,
+            at: t0,
+            sr: Some(SrMapping { ntp: wall, rtp: 0 }),
+        };
         m.switch_source(&a);
         m.rewrite(&a);
         // B's report maps its packet to before A's last output (skew inside the tolerance).
@@ -248,7 +270,10 @@ mod tests {
             seq: 5,
             ts: 0,
             at: t0,
-            sr: Some(SrMapping { ntp: wall + Duration::from_millis(900), rtp: 0 }),
+            sr: Some(SrMapping {
+                ntp: wall + Duration::from_millis(900),
+                rtp: 0,
+            }),
         };
         m.switch_source(&b);
         let out = m.rewrite(&b).expect("ok");

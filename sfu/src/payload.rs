@@ -56,7 +56,9 @@ fn h264_keyframe_start(p: &[u8]) -> bool {
             }
             false
         }
-        28 => p.get(1).is_some_and(|fu| fu & 0x80 != 0 && fu & 0x1f == H264_IDR),
+        28 => p
+            .get(1)
+            .is_some_and(|fu| fu & 0x80 != 0 && fu & 0x1f == H264_IDR),
         _ => false,
     }
 }

@@ -34,15 +34,27 @@ pub(crate) fn track_info(
                 Codec::Vp8 => VideoCodec::Vp8,
                 Codec::Vp9 => VideoCodec::Vp9,
                 Codec::Av1 => VideoCodec::Av1,
-                other => return Err(SfuError::NoCommonCodec(format!("{other:?} is not forwarded"))),
+                other => {
+                    return Err(SfuError::NoCommonCodec(format!(
+                        "{other:?} is not forwarded"
+                    )));
+                }
             };
             let layers: Vec<Option<Rid>> = if plan.rids.is_empty() {
                 vec![None]
             } else {
-                plan.rids.iter().map(|r| Some(Rid::from(r.as_str()))).collect()
+                plan.rids
+                    .iter()
+                    .map(|r| Some(Rid::from(r.as_str())))
+                    .collect()
             };
             let rates = layers.iter().map(|_| AtomicU64::new(0)).collect();
-            Some(VideoTrack { spec: v.spec, codec, layers, rates })
+            Some(VideoTrack {
+                spec: v.spec,
+                codec,
+                layers,
+                rates,
+            })
         }
     };
     Ok(Arc::new(TrackInfo {
@@ -71,7 +83,10 @@ impl RateMeter {
     }
 
     fn tick(&mut self, now: Instant) -> u64 {
-        if self.last_packet.is_none_or(|t| now.saturating_duration_since(t) > Duration::from_secs(2)) {
+        if self
+            .last_packet
+            .is_none_or(|t| now.saturating_duration_since(t) > Duration::from_secs(2))
+        {
             self.rate = 0;
             self.bytes = 0;
             self.window_start = None;
@@ -82,7 +97,11 @@ impl RateMeter {
             if el >= Duration::from_millis(500) {
                 let r = (self.bytes * 8) as f64 / el.as_secs_f64();
                 // Smooth, but let the first measurement through.
-                self.rate = if self.rate == 0 { r as u64 } else { (0.5 * self.rate as f64 + 0.5 * r) as u64 };
+                self.rate = if self.rate == 0 {
+                    r as u64
+                } else {
+                    (0.5 * self.rate as f64 + 0.5 * r) as u64
+                };
                 self.bytes = 0;
                 self.window_start = Some(now);
             }
@@ -119,10 +138,10 @@ impl PublisherState {
         if let Some(c) = self.ssrcs.get(&ssrc) {
             return Some(*c);
         }
-        let (mid, rid) = {
-            let s = rtc.direct_api().stream_rx(&ssrc).map(|s| (s.mid(), s.rid()))?;
-            s
-        };
+        let (mid, rid) = rtc
+            .direct_api()
+            .stream_rx(&ssrc)
+            .map(|s| (s.mid(), s.rid()))?;
         let kind = match rtc.media(mid)?.kind() {
             MediaKind::Audio => Kind::Audio,
             MediaKind::Video => Kind::Video,
@@ -173,8 +192,15 @@ impl PublisherState {
 
     /// Asks the publisher for a keyframe on `layer` unless one was asked for too recently.
     pub fn request_keyframe(&mut self, rtc: &mut Rtc, now: Instant, layer: usize) -> bool {
-        let Some(mid) = self.video_mid else { return false };
-        let Some(rid) = self.track.video.as_ref().and_then(|v| v.layers.get(layer).copied()) else {
+        let Some(mid) = self.video_mid else {
+            return false;
+        };
+        let Some(rid) = self
+            .track
+            .video
+            .as_ref()
+            .and_then(|v| v.layers.get(layer).copied())
+        else {
             return false;
         };
         if !self.throttle.allow(now, layer) {

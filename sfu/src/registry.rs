@@ -48,13 +48,24 @@ pub enum SfuEvent {
     /// The number of viewers on this node changed.
     Viewers { channel: Arc<str>, count: usize },
     /// Periodic report of the live stream's simulcast layers.
-    Layers { channel: Arc<str>, layers: Vec<LayerReport> },
+    Layers {
+        channel: Arc<str>,
+        layers: Vec<LayerReport>,
+    },
     /// A peer ended (DELETE, timeout, replaced, failed).
-    PeerClosed { peer: PeerId, channel: Arc<str>, role: Role },
+    PeerClosed {
+        peer: PeerId,
+        channel: Arc<str>,
+        role: Role,
+    },
     /// A data channel opened on a peer.
     DataOpen { peer: PeerId, label: String },
     /// A text message arrived on a peer's data channel.
-    DataText { peer: PeerId, label: String, text: String },
+    DataText {
+        peer: PeerId,
+        label: String,
+        text: String,
+    },
     /// A data channel closed.
     DataClose { peer: PeerId, label: String },
 }
@@ -168,20 +179,35 @@ impl Shared {
             viewers = entry.viewers.len();
             st.peers.insert(
                 peer,
-                PeerEntry { shard, channel: channel.clone(), role, ufrag: creds.ufrag.clone() },
+                PeerEntry {
+                    shard,
+                    channel: channel.clone(),
+                    role,
+                    ufrag: creds.ufrag.clone(),
+                },
             );
         }
-        self.ufrags.lock().insert(creds.ufrag.clone(), Route { shard, peer });
+        self.ufrags
+            .lock()
+            .insert(creds.ufrag.clone(), Route { shard, peer });
         self.metrics.peers.inc();
         match role {
             Role::Publisher => {
                 self.metrics.publishers.inc();
                 tracing::info!(peer, channel = %channel, "publisher live");
-                self.emit(SfuEvent::Live { channel: channel.clone() });
+                self.emit(SfuEvent::Live {
+                    channel: channel.clone(),
+                });
             }
             Role::Viewer => {
-                self.metrics.viewers.with_label_values(&[&channel]).set(viewers as i64);
-                self.emit(SfuEvent::Viewers { channel: channel.clone(), count: viewers });
+                self.metrics
+                    .viewers
+                    .with_label_values(&[&channel])
+                    .set(viewers as i64);
+                self.emit(SfuEvent::Viewers {
+                    channel: channel.clone(),
+                    count: viewers,
+                });
             }
         }
         let p = Peer::new(peer, channel, rtc, peer_role, Instant::now());
@@ -189,7 +215,11 @@ impl Shared {
             .send(ShardMsg::AddPeer(Box::new(p)))
             .map_err(|_| SfuError::ShuttingDown)?;
         if let Some(old) = replaced {
-            tracing::info!(old, new = peer, "newest publisher wins; closing the previous one");
+            tracing::info!(
+                old,
+                new = peer,
+                "newest publisher wins; closing the previous one"
+            );
             let _ = self.send(old, ShardMsg::Command(old, Command::Close));
         }
         Ok(())
@@ -199,7 +229,9 @@ impl Shared {
     pub fn peer_removed(&self, peer: PeerId) {
         let (entry, offline, viewers) = {
             let mut st = self.state.lock();
-            let Some(entry) = st.peers.remove(&peer) else { return };
+            let Some(entry) = st.peers.remove(&peer) else {
+                return;
+            };
             let mut offline = false;
             let mut viewers = None;
             let mut empty = false;
@@ -235,24 +267,41 @@ impl Shared {
         }
         if offline {
             tracing::info!(peer, channel = %entry.channel, "publisher left; channel offline");
-            self.emit(SfuEvent::Offline { channel: entry.channel.clone() });
+            self.emit(SfuEvent::Offline {
+                channel: entry.channel.clone(),
+            });
         }
         if let Some(n) = viewers {
             if n == 0 {
                 let _ = self.metrics.viewers.remove_label_values(&[&entry.channel]);
             } else {
-                self.metrics.viewers.with_label_values(&[&entry.channel]).set(n as i64);
+                self.metrics
+                    .viewers
+                    .with_label_values(&[&entry.channel])
+                    .set(n as i64);
             }
-            self.emit(SfuEvent::Viewers { channel: entry.channel.clone(), count: n });
+            self.emit(SfuEvent::Viewers {
+                channel: entry.channel.clone(),
+                count: n,
+            });
         }
-        self.emit(SfuEvent::PeerClosed { peer, channel: entry.channel, role: entry.role });
+        self.emit(SfuEvent::PeerClosed {
+            peer,
+            channel: entry.channel,
+            role: entry.role,
+        });
     }
 
     /// Points a peer's new ICE ufrag (after a restart) at its shard.
     pub fn rebind_ufrag(&self, peer: PeerId, ufrag: &str) {
         let mut st = self.state.lock();
-        let Some(entry) = st.peers.get_mut(&peer) else { return };
-        let route = Route { shard: entry.shard, peer };
+        let Some(entry) = st.peers.get_mut(&peer) else {
+            return;
+        };
+        let route = Route {
+            shard: entry.shard,
+            peer,
+        };
         let old = std::mem::replace(&mut entry.ufrag, ufrag.to_string());
         drop(st);
         let mut uf = self.ufrags.lock();
@@ -268,19 +317,33 @@ impl Shared {
             .get(&peer)
             .map(|e| e.shard)
             .ok_or(SfuError::UnknownPeer)?;
-        self.shards[shard].send(msg).map_err(|_| SfuError::ShuttingDown)
+        self.shards[shard]
+            .send(msg)
+            .map_err(|_| SfuError::ShuttingDown)
     }
 
     pub fn track(&self, channel: &str) -> Option<Arc<TrackInfo>> {
-        self.state.lock().channels.get(channel).and_then(|c| c.track.clone())
+        self.state
+            .lock()
+            .channels
+            .get(channel)
+            .and_then(|c| c.track.clone())
     }
 
     pub fn peer_channel(&self, peer: PeerId) -> Option<Arc<str>> {
-        self.state.lock().peers.get(&peer).map(|e| e.channel.clone())
+        self.state
+            .lock()
+            .peers
+            .get(&peer)
+            .map(|e| e.channel.clone())
     }
 
     pub fn viewer_count(&self, channel: &str) -> usize {
-        self.state.lock().channels.get(channel).map_or(0, |c| c.viewers.len())
+        self.state
+            .lock()
+            .channels
+            .get(channel)
+            .map_or(0, |c| c.viewers.len())
     }
 
     pub fn peer_count(&self) -> usize {

@@ -113,7 +113,10 @@ mod tests {
         let mut s = LayerSelector::new();
         assert_eq!(s.update(t, 2_000_000, &RATES), Some(2));
         // Congestion: straight down to what fits.
-        assert_eq!(s.update(t + Duration::from_millis(100), 200_000, &RATES), Some(0));
+        assert_eq!(
+            s.update(t + Duration::from_millis(100), 200_000, &RATES),
+            Some(0)
+        );
         // Recovery: estimate enough for the top, but we climb one layer per hold period.
         let mut now = t + Duration::from_millis(200);
         assert_eq!(s.update(now, 2_000_000, &RATES), Some(0));
@@ -135,8 +138,14 @@ mod tests {
         s.update(t + Duration::from_secs(1), 600_000, &RATES);
         // Dips below the headroom for the next layer: the hold restarts.
         s.update(t + Duration::from_millis(1500), 520_000, &RATES);
-        assert_eq!(s.update(t + Duration::from_millis(3100), 600_000, &RATES), Some(0));
-        assert_eq!(s.update(t + Duration::from_millis(5100), 600_000, &RATES), Some(1));
+        assert_eq!(
+            s.update(t + Duration::from_millis(3100), 600_000, &RATES),
+            Some(0)
+        );
+        assert_eq!(
+            s.update(t + Duration::from_millis(5100), 600_000, &RATES),
+            Some(1)
+        );
     }
 
     #[test]

@@ -117,7 +117,11 @@ impl Peer {
 /// Side effects of polling a peer that involve other peers or shards.
 enum Effect {
     Media(SourcePacket),
-    Keyframe { shard: usize, publisher: PeerId, layer: usize },
+    Keyframe {
+        shard: usize,
+        publisher: PeerId,
+        layer: usize,
+    },
     Remove,
 }
 
@@ -135,7 +139,11 @@ impl Io<'_> {
         match t.proto {
             Protocol::Udp => {
                 // Send from the socket of the local candidate str0m chose.
-                let sock = self.udp.iter().find(|(a, _)| *a == t.source).or(self.udp.first());
+                let sock = self
+                    .udp
+                    .iter()
+                    .find(|(a, _)| *a == t.source)
+                    .or(self.udp.first());
                 if let Some((_, sock)) = sock {
                     // Loss is what UDP does; a full socket buffer is the same as a lost packet.
                     let _ = sock.send_to(&t.contents, t.destination);
@@ -166,7 +174,12 @@ impl Io<'_> {
 }
 
 /// Runs `Rtc::poll_output` until it asks for a timeout; returns that timeout.
-fn poll_peer(peer: &mut Peer, io: &mut Io, effects: &mut Vec<Effect>, now: Instant) -> Option<Instant> {
+fn poll_peer(
+    peer: &mut Peer,
+    io: &mut Io,
+    effects: &mut Vec<Effect>,
+    now: Instant,
+) -> Option<Instant> {
     loop {
         let out = match peer.rtc.poll_output() {
             Ok(o) => o,
@@ -211,7 +224,11 @@ fn on_event(peer: &mut Peer, io: &mut Io, effects: &mut Vec<Effect>, e: Event, n
                 // The viewer lost its picture: ask for a keyframe of what it is watching.
                 let layer = v.video().and_then(|f| f.current());
                 if let (Some(layer), Some(track)) = (layer, io.shared.track(&peer.channel)) {
-                    effects.push(Effect::Keyframe { shard: track.shard, publisher: track.publisher, layer });
+                    effects.push(Effect::Keyframe {
+                        shard: track.shard,
+                        publisher: track.publisher,
+                        layer,
+                    });
                 }
             }
         }
@@ -223,18 +240,28 @@ fn on_event(peer: &mut Peer, io: &mut Io, effects: &mut Vec<Effect>, e: Event, n
         Event::MediaEgressStats(s) => {
             let key = format!("{}{:?}", s.mid, s.rid);
             let prev = peer.nacks.insert(key, s.nacks).unwrap_or(0);
-            io.shared.metrics.nacks_received.inc_by(s.nacks.saturating_sub(prev));
+            io.shared
+                .metrics
+                .nacks_received
+                .inc_by(s.nacks.saturating_sub(prev));
         }
         Event::ChannelOpen(id, label) => {
             io.shared.metrics.data_channels.inc();
             peer.labels.insert(id, label.clone());
-            io.shared.emit(SfuEvent::DataOpen { peer: peer.id, label });
+            io.shared.emit(SfuEvent::DataOpen {
+                peer: peer.id,
+                label,
+            });
         }
         Event::ChannelData(d) => {
             let label = peer.labels.get(&d.id).cloned().unwrap_or_default();
             if !d.binary {
                 match String::from_utf8(d.data) {
-                    Ok(text) => io.shared.emit(SfuEvent::DataText { peer: peer.id, label, text }),
+                    Ok(text) => io.shared.emit(SfuEvent::DataText {
+                        peer: peer.id,
+                        label,
+                        text,
+                    }),
                     Err(_) => tracing::debug!(peer = peer.id, "dropped a non-UTF-8 text message"),
                 }
             }
@@ -242,7 +269,10 @@ fn on_event(peer: &mut Peer, io: &mut Io, effects: &mut Vec<Effect>, e: Event, n
         Event::ChannelClose(id) => {
             if let Some(label) = peer.labels.remove(&id) {
                 io.shared.metrics.data_channels.dec();
-                io.shared.emit(SfuEvent::DataClose { peer: peer.id, label });
+                io.shared.emit(SfuEvent::DataClose {
+                    peer: peer.id,
+                    label,
+                });
             }
         }
         Event::Closed => {
@@ -300,7 +330,10 @@ impl Shard {
             if let Some(Reverse((t, _))) = self.timers.peek() {
                 deadline = deadline.min(*t);
             }
-            match self.rx.recv_timeout(deadline.saturating_duration_since(now)) {
+            match self
+                .rx
+                .recv_timeout(deadline.saturating_duration_since(now))
+            {
                 Ok(ShardMsg::Shutdown) => break,
                 Ok(msg) => {
                     self.handle(msg);
@@ -337,10 +370,17 @@ impl Shard {
     fn handle(&mut self, msg: ShardMsg) {
         match msg {
             ShardMsg::Datagram(d) => {
-                let Ok(contents) = d.data.as_slice().try_into() else { return };
+                let Ok(contents) = d.data.as_slice().try_into() else {
+                    return;
+                };
                 let input = Input::Receive(
                     d.at,
-                    Receive { proto: d.proto, source: d.source, destination: d.destination, contents },
+                    Receive {
+                        proto: d.proto,
+                        source: d.source,
+                        destination: d.destination,
+                        contents,
+                    },
                 );
                 self.with_peer(d.peer, d.at, |p| {
                     p.last_heard = d.at;
@@ -383,12 +423,20 @@ impl Shard {
                     Ok(())
                 });
             }
-            Command::IceRestart { remote_ufrag, remote_pwd, candidates, reply } => {
+            Command::IceRestart {
+                remote_ufrag,
+                remote_pwd,
+                candidates,
+                reply,
+            } => {
                 let mut res = Err(SfuError::UnknownPeer);
                 self.with_peer(id, now, |p| {
                     let creds = p.rtc.sdp_api().ice_restart(true);
                     let mut api = p.rtc.direct_api();
-                    api.set_remote_ice_credentials(str0m::IceCreds { ufrag: remote_ufrag, pass: remote_pwd });
+                    api.set_remote_ice_credentials(str0m::IceCreds {
+                        ufrag: remote_ufrag,
+                        pass: remote_pwd,
+                    });
                     for c in candidates {
                         p.rtc.add_remote_candidate(c);
                     }
@@ -398,19 +446,27 @@ impl Shard {
                 let _ = reply.send(res);
             }
             Command::SelectLayer(rid) => {
-                let Some(track) = self.shared.track(self.peer_channel(id).as_deref().unwrap_or("")) else {
+                let Some(track) = self
+                    .shared
+                    .track(self.peer_channel(id).as_deref().unwrap_or(""))
+                else {
                     return;
                 };
                 let layer = rid.and_then(|r| {
-                    track.video.as_ref()?.layers.iter().position(|l| l.as_deref() == Some(r.as_str()))
+                    track
+                        .video
+                        .as_ref()?
+                        .layers
+                        .iter()
+                        .position(|l| l.as_deref() == Some(r.as_str()))
                 });
                 let mut want = None;
                 self.with_peer(id, now, |p| {
-                    if let PeerRole::Viewer(v) = &mut p.role {
-                        if let (Some(f), Some(vt)) = (v.video(), track.video.as_ref()) {
-                            f.pin(layer);
-                            want = f.retarget(now, vt);
-                        }
+                    if let PeerRole::Viewer(v) = &mut p.role
+                        && let (Some(f), Some(vt)) = (v.video(), track.video.as_ref())
+                    {
+                        f.pin(layer);
+                        want = f.retarget(now, vt);
                     }
                     Ok(())
                 });
@@ -422,7 +478,8 @@ impl Shard {
                 self.with_peer(id, now, |p| {
                     let cid = p.labels.iter().find(|(_, l)| **l == label).map(|(c, _)| *c);
                     if let Some(mut ch) = cid.and_then(|c| p.rtc.channel(c)) {
-                        ch.write(false, text.as_bytes()).map_err(|e| e.to_string())?;
+                        ch.write(false, text.as_bytes())
+                            .map_err(|e| e.to_string())?;
                     }
                     Ok(())
                 });
@@ -450,8 +507,15 @@ impl Shard {
     }
 
     /// Runs `f` on a peer, then polls it; a panic or error in either kills that peer only.
-    fn with_peer(&mut self, id: PeerId, now: Instant, f: impl FnOnce(&mut Peer) -> Result<(), String>) {
-        let Some(peer) = self.peers.get_mut(&id) else { return };
+    fn with_peer(
+        &mut self,
+        id: PeerId,
+        now: Instant,
+        f: impl FnOnce(&mut Peer) -> Result<(), String>,
+    ) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
         let mut effects = Vec::new();
         let mut io = Io {
             udp: &self.udp,
@@ -495,7 +559,11 @@ impl Shard {
                     }
                     self.fan_out(&sp, now);
                 }
-                Effect::Keyframe { shard, publisher, layer } => self.route_keyframe(shard, publisher, layer),
+                Effect::Keyframe {
+                    shard,
+                    publisher,
+                    layer,
+                } => self.route_keyframe(shard, publisher, layer),
                 Effect::Remove => self.remove(id),
             }
         }
@@ -524,7 +592,9 @@ impl Shard {
 
     /// Writes one published packet to every local viewer of its channel.
     fn fan_out(&mut self, sp: &Arc<SourcePacket>, now: Instant) {
-        let Some(ids) = self.viewers.get(&sp.track.channel) else { return };
+        let Some(ids) = self.viewers.get(&sp.track.channel) else {
+            return;
+        };
         let ids = ids.clone();
         let mut keyframes = Vec::new();
         for id in ids {
@@ -566,9 +636,16 @@ impl Shard {
                 break;
             }
             self.timers.pop();
-            let due = self.peers.get(&id).is_some_and(|p| p.next_timeout == Some(t));
+            let due = self
+                .peers
+                .get(&id)
+                .is_some_and(|p| p.next_timeout == Some(t));
             if due {
-                self.with_peer(id, now, |p| p.rtc.handle_input(Input::Timeout(now)).map_err(|e| e.to_string()));
+                self.with_peer(id, now, |p| {
+                    p.rtc
+                        .handle_input(Input::Timeout(now))
+                        .map_err(|e| e.to_string())
+                });
             }
         }
     }
@@ -586,9 +663,11 @@ impl Shard {
             let age = now.saturating_duration_since(p.created);
             let gone = !p.rtc.is_alive()
                 || (!p.connected && age > CONNECT_TIMEOUT)
-                || p.disconnected_since.is_some_and(|t| now.saturating_duration_since(t) > DISCONNECT_TIMEOUT)
+                || p.disconnected_since
+                    .is_some_and(|t| now.saturating_duration_since(t) > DISCONNECT_TIMEOUT)
                 || now.saturating_duration_since(p.last_heard) > CONSENT_TIMEOUT
-                || p.closing_since.is_some_and(|t| now.saturating_duration_since(t) > CLOSE_GRACE);
+                || p.closing_since
+                    .is_some_and(|t| now.saturating_duration_since(t) > CLOSE_GRACE);
             if gone {
                 dead.push(*id);
                 continue;
@@ -596,22 +675,32 @@ impl Shard {
             match &mut p.role {
                 PeerRole::Publisher(ps) => {
                     ps.tick(now);
-                    if report_layers {
-                        if let Some(v) = &ps.track.video {
-                            let layers = v
-                                .layers
-                                .iter()
-                                .zip(v.rates())
-                                .map(|(rid, bitrate)| LayerReport { rid: rid.map(|r| r.to_string()), bitrate })
-                                .collect();
-                            self.shared.emit(SfuEvent::Layers { channel: p.channel.clone(), layers });
-                        }
+                    if report_layers && let Some(v) = &ps.track.video {
+                        let layers = v
+                            .layers
+                            .iter()
+                            .zip(v.rates())
+                            .map(|(rid, bitrate)| LayerReport {
+                                rid: rid.map(|r| r.to_string()),
+                                bitrate,
+                            })
+                            .collect();
+                        self.shared.emit(SfuEvent::Layers {
+                            channel: p.channel.clone(),
+                            layers,
+                        });
                     }
                 }
                 PeerRole::Viewer(v) => {
-                    let Some(track) = self.shared.track(&p.channel) else { continue };
-                    let (Some(f), Some(vt)) = (v.video(), track.video.as_ref()) else { continue };
-                    let want = f.retarget(now, vt).or_else(|| f.overdue(now, KEYFRAME_PATIENCE));
+                    let Some(track) = self.shared.track(&p.channel) else {
+                        continue;
+                    };
+                    let (Some(f), Some(vt)) = (v.video(), track.video.as_ref()) else {
+                        continue;
+                    };
+                    let want = f
+                        .retarget(now, vt)
+                        .or_else(|| f.overdue(now, KEYFRAME_PATIENCE));
                     if let Some(l) = want {
                         keyframes.push((track.shard, track.publisher, l));
                     }
@@ -645,7 +734,9 @@ impl Shard {
     }
 
     fn remove(&mut self, id: PeerId) {
-        let Some(mut p) = self.peers.remove(&id) else { return };
+        let Some(mut p) = self.peers.remove(&id) else {
+            return;
+        };
         if let Some(list) = self.viewers.get_mut(&p.channel) {
             list.retain(|v| *v != id);
             if list.is_empty() {

@@ -7,9 +7,9 @@ use std::time::Instant;
 use str0m::format::CodecSpec;
 use str0m::media::Rid;
 
+use crate::PeerId;
 use crate::munger::SrMapping;
 use crate::payload::VideoCodec;
-use crate::PeerId;
 
 /// The media a live publisher sends, shared (read-only but for the rate meters) by every shard.
 #[derive(Debug)]
@@ -42,7 +42,10 @@ pub struct VideoTrack {
 impl VideoTrack {
     /// Current measured bitrates, in layer order.
     pub fn rates(&self) -> Vec<u64> {
-        self.rates.iter().map(|r| r.load(Ordering::Relaxed)).collect()
+        self.rates
+            .iter()
+            .map(|r| r.load(Ordering::Relaxed))
+            .collect()
     }
 
     /// Layer indices ordered from lowest to highest bitrate (inactive layers first).

@@ -8,10 +8,10 @@ use str0m::change::SdpPendingOffer;
 use str0m::media::{Direction, MediaKind, Mid, Pt};
 use str0m::rtp::{RtpWrite, Ssrc};
 
+use crate::SfuError;
 use crate::forward::{AudioForwarder, Decision, VideoForwarder};
 use crate::rtc::{INITIAL_VIEWER_ESTIMATE, MediaPlan, PayloadChoice};
 use crate::track::{Kind, SourcePacket, TrackInfo};
-use crate::SfuError;
 
 struct Out<F> {
     mid: Mid,
@@ -22,13 +22,21 @@ struct Out<F> {
 
 impl<F> Out<F> {
     fn new(mid: Mid, pt: u8, fwd: F) -> Self {
-        Self { mid, pt: Pt::from(pt), ssrc: None, fwd }
+        Self {
+            mid,
+            pt: Pt::from(pt),
+            ssrc: None,
+            fwd,
+        }
     }
 
     /// str0m allocates the send stream during negotiation; look it up once.
     fn ssrc(&mut self, rtc: &mut Rtc) -> Option<Ssrc> {
         if self.ssrc.is_none() {
-            self.ssrc = rtc.direct_api().stream_tx_by_mid(self.mid, None).map(|s| s.ssrc());
+            self.ssrc = rtc
+                .direct_api()
+                .stream_tx_by_mid(self.mid, None)
+                .map(|s| s.ssrc());
         }
         self.ssrc
     }
@@ -45,17 +53,27 @@ impl ViewerState {
     /// State for a negotiated viewer.
     pub fn new(rtc: &mut Rtc, plan: &MediaPlan, track: &TrackInfo) -> Result<Self, SfuError> {
         let _ = track;
-        let mut s = Self { pending: None, video: None, audio: None };
+        let mut s = Self {
+            pending: None,
+            video: None,
+            audio: None,
+        };
         s.init(rtc, plan);
         if s.video.is_none() && s.audio.is_none() {
-            return Err(SfuError::NoCommonCodec("the offer receives neither audio nor video".into()));
+            return Err(SfuError::NoCommonCodec(
+                "the offer receives neither audio nor video".into(),
+            ));
         }
         Ok(s)
     }
 
     /// State for a viewer waiting for its answer to our offer.
     pub fn pending(pending: (SdpPendingOffer, MediaPlan)) -> Self {
-        Self { pending: Some(pending), video: None, audio: None }
+        Self {
+            pending: Some(pending),
+            video: None,
+            audio: None,
+        }
     }
 
     fn init(&mut self, _rtc: &mut Rtc, plan: &MediaPlan) {
@@ -75,11 +93,14 @@ impl ViewerState {
     }
 
     /// Completes a server-offer session with the client's answer.
-    pub fn accept_answer(&mut self, rtc: &mut Rtc, answer: str0m::change::SdpAnswer) -> Result<(), SfuError> {
-        let (pending, plan) = self
-            .pending
-            .take()
-            .ok_or_else(|| SfuError::Conflict("the session is not waiting for an SDP answer".into()))?;
+    pub fn accept_answer(
+        &mut self,
+        rtc: &mut Rtc,
+        answer: str0m::change::SdpAnswer,
+    ) -> Result<(), SfuError> {
+        let (pending, plan) = self.pending.take().ok_or_else(|| {
+            SfuError::Conflict("the session is not waiting for an SDP answer".into())
+        })?;
         rtc.sdp_api()
             .accept_answer(pending, answer)
             .map_err(|e| SfuError::Sdp(e.to_string()))?;
@@ -103,26 +124,36 @@ impl ViewerState {
     pub fn forward(&mut self, rtc: &mut Rtc, now: Instant, p: &SourcePacket) -> Decision {
         let (decision, out) = match p.kind {
             Kind::Video => {
-                let Some(v) = &mut self.video else { return Decision::default() };
+                let Some(v) = &mut self.video else {
+                    return Decision::default();
+                };
                 let d = v.fwd.on_packet(now, p);
                 let out = d.out.and_then(|o| Some((v.ssrc(rtc)?, v.pt, o, true)));
                 (d, out)
             }
             Kind::Audio => {
-                let Some(a) = &mut self.audio else { return Decision::default() };
+                let Some(a) = &mut self.audio else {
+                    return Decision::default();
+                };
                 let o = a.fwd.on_packet(p);
                 let out = o.and_then(|o| Some((a.ssrc(rtc)?, a.pt, o, false)));
-                (Decision { out: o, ..Decision::default() }, out)
+                (
+                    Decision {
+                        out: o,
+                        ..Decision::default()
+                    },
+                    out,
+                )
             }
         };
-        if let Some((ssrc, pt, o, nackable)) = out {
-            if let Some(tx) = rtc.direct_api().stream_tx(&ssrc) {
-                tx.write_rtp(
-                    RtpWrite::new(pt, o.seq.into(), o.ts, p.received, p.payload.clone())
-                        .marker(p.marker)
-                        .nackable(nackable),
-                );
-            }
+        if let Some((ssrc, pt, o, nackable)) = out
+            && let Some(tx) = rtc.direct_api().stream_tx(&ssrc)
+        {
+            tx.write_rtp(
+                RtpWrite::new(pt, o.seq.into(), o.ts, p.received, p.payload.clone())
+                    .marker(p.marker)
+                    .nackable(nackable),
+            );
         }
         decision
     }
@@ -131,8 +162,16 @@ impl ViewerState {
 /// The codecs a server offer proposes: exactly the live stream's, with our payload numbers.
 pub(crate) fn server_offer_plan(track: &TrackInfo) -> MediaPlan {
     MediaPlan {
-        audio: track.audio.map(|spec| PayloadChoice { pt: 111, rtx: None, spec }),
-        video: track.video.as_ref().map(|v| PayloadChoice { pt: 96, rtx: Some(97), spec: v.spec }),
+        audio: track.audio.map(|spec| PayloadChoice {
+            pt: 111,
+            rtx: None,
+            spec,
+        }),
+        video: track.video.as_ref().map(|v| PayloadChoice {
+            pt: 96,
+            rtx: Some(97),
+            spec: v.spec,
+        }),
         ..MediaPlan::default()
     }
 }
@@ -146,11 +185,23 @@ pub(crate) fn create_server_offer(
     let mut api = rtc.sdp_api();
     let stream = "onair".to_string();
     if plan.audio.is_some() {
-        let mid = api.add_media(MediaKind::Audio, Direction::SendOnly, Some(stream.clone()), Some("audio".into()), None);
+        let mid = api.add_media(
+            MediaKind::Audio,
+            Direction::SendOnly,
+            Some(stream.clone()),
+            Some("audio".into()),
+            None,
+        );
         plan.audio_mid = Some(mid.to_string());
     }
     if plan.video.is_some() {
-        let mid = api.add_media(MediaKind::Video, Direction::SendOnly, Some(stream), Some("video".into()), None);
+        let mid = api.add_media(
+            MediaKind::Video,
+            Direction::SendOnly,
+            Some(stream),
+            Some("video".into()),
+            None,
+        );
         plan.video_mid = Some(mid.to_string());
     }
     let (offer, pending) = api

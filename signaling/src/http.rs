@@ -13,13 +13,21 @@ pub const MAX_BODY: usize = 64 * 1024;
 
 /// Reads a body of at most [`MAX_BODY`] bytes (413 beyond).
 pub async fn read_body(body: Body) -> Result<Bytes, Problem> {
-    axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| Problem::too_large(MAX_BODY))
+    axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| Problem::too_large(MAX_BODY))
 }
 
 /// The media type of the request without parameters, lower-cased.
 pub fn content_type(h: &HeaderMap) -> Option<String> {
     let v = h.get(header::CONTENT_TYPE)?.to_str().ok()?;
-    Some(v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+    Some(
+        v.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase(),
+    )
 }
 
 /// Checks the request's content type (415 otherwise).
@@ -79,11 +87,23 @@ pub async fn cors(req: Request, next: Next) -> Response {
     if req.method() == Method::OPTIONS {
         let mut r = StatusCode::NO_CONTENT.into_response();
         let h = r.headers_mut();
-        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static(ALLOW_METHODS));
-        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static(ALLOW_HEADERS));
-        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static(ALLOW_METHODS),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static(ALLOW_HEADERS),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("86400"),
+        );
         h.insert("accept-post", HeaderValue::from_static("application/sdp"));
-        h.insert("accept-patch", HeaderValue::from_static("application/trickle-ice-sdpfrag"));
+        h.insert(
+            "accept-patch",
+            HeaderValue::from_static("application/trickle-ice-sdpfrag"),
+        );
         h.insert(header::ALLOW, HeaderValue::from_static(ALLOW_METHODS));
         add_cors(h);
         return r;
@@ -94,12 +114,22 @@ pub async fn cors(req: Request, next: Next) -> Response {
 }
 
 fn add_cors(h: &mut HeaderMap) {
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-    h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSE_HEADERS));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static(EXPOSE_HEADERS),
+    );
 }
 
 /// 405 with `Allow` for methods a resource does not have.
 pub fn method_not_allowed(allow: &str) -> Problem {
-    Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed")
-        .header(header::ALLOW, allow)
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+    )
+    .header(header::ALLOW, allow)
 }

@@ -37,15 +37,23 @@ impl Signaling {
     /// used in `Location` when a request carries no `Host`.
     pub fn new(sfu: Sfu, api: Api, fallback_base: String) -> Self {
         Self {
-            inner: Arc::new(Inner { sfu, api, sessions: Sessions::default(), fallback_base }),
+            inner: Arc::new(Inner {
+                sfu,
+                api,
+                sessions: Sessions::default(),
+                fallback_base,
+            }),
         }
     }
 
     /// The WHIP and WHEP routes.
     pub fn router(&self) -> Router {
         use axum::routing::MethodRouter;
-        let not_allowed = |allow: &'static str| move || async move { http::method_not_allowed(allow) };
-        let whip_ep: MethodRouter<Signaling> = post(whip::post).get(whip::get).fallback(not_allowed("POST, GET, OPTIONS"));
+        let not_allowed =
+            |allow: &'static str| move || async move { http::method_not_allowed(allow) };
+        let whip_ep: MethodRouter<Signaling> = post(whip::post)
+            .get(whip::get)
+            .fallback(not_allowed("POST, GET, OPTIONS"));
         let whip_session: MethodRouter<Signaling> = axum::routing::patch(whip::patch)
             .delete(whip::delete)
             .get(whip::get)
@@ -63,8 +71,14 @@ impl Signaling {
             .route("/whep/{channel}", whep_ep)
             .route("/whep/{channel}/{session}", whep_session)
             .route("/whep/{channel}/{session}/sse", post(whep::sse_create))
-            .route("/whep/{channel}/{session}/sse/{stream}", get(whep::sse_get).delete(whep::sse_delete))
-            .route("/whep/{channel}/{session}/layer", post(whep::layer_select).delete(whep::layer_auto))
+            .route(
+                "/whep/{channel}/{session}/sse/{stream}",
+                get(whep::sse_get).delete(whep::sse_delete),
+            )
+            .route(
+                "/whep/{channel}/{session}/layer",
+                post(whep::layer_select).delete(whep::layer_auto),
+            )
             .layer(axum::middleware::from_fn(http::cors))
             .with_state(self.clone())
     }
@@ -114,16 +128,34 @@ impl Signaling {
         let sessions = &self.inner.sessions;
         match e {
             SfuEvent::Live { channel } => {
-                sessions.broadcast(&channel, SseEvent { kind: "active", data: serde_json::json!({}) });
-            }
-            SfuEvent::Offline { channel } => {
-                sessions.broadcast(&channel, SseEvent { kind: "inactive", data: serde_json::json!({}) });
-            }
-            SfuEvent::Viewers { channel, count } => {
-                self.inner.api.live().set_viewer_count(&channel, count as u64);
                 sessions.broadcast(
                     &channel,
-                    SseEvent { kind: "viewercount", data: serde_json::json!({ "viewercount": count }) },
+                    SseEvent {
+                        kind: "active",
+                        data: serde_json::json!({}),
+                    },
+                );
+            }
+            SfuEvent::Offline { channel } => {
+                sessions.broadcast(
+                    &channel,
+                    SseEvent {
+                        kind: "inactive",
+                        data: serde_json::json!({}),
+                    },
+                );
+            }
+            SfuEvent::Viewers { channel, count } => {
+                self.inner
+                    .api
+                    .live()
+                    .set_viewer_count(&channel, count as u64);
+                sessions.broadcast(
+                    &channel,
+                    SseEvent {
+                        kind: "viewercount",
+                        data: serde_json::json!({ "viewercount": count }),
+                    },
                 );
             }
             SfuEvent::Layers { channel, layers } => {
@@ -131,20 +163,31 @@ impl Signaling {
                     .iter()
                     .map(|l| serde_json::json!({ "rid": l.rid, "bitrate": l.bitrate, "targetBitrate": l.bitrate }))
                     .collect();
-                sessions.broadcast(&channel, SseEvent { kind: "layers", data: serde_json::json!({ "1": list }) });
+                sessions.broadcast(
+                    &channel,
+                    SseEvent {
+                        kind: "layers",
+                        data: serde_json::json!({ "1": list }),
+                    },
+                );
             }
             SfuEvent::PeerClosed { peer, role, .. } => {
-                if let Some(sess) = sessions.remove_peer(peer) {
-                    if role == Role::Publisher {
-                        if let Some(sid) = sess.stream {
-                            if let Err(e) = self.inner.api.live().stream_ended(sid).await {
-                                tracing::warn!(error = %e, "could not end the live stream row");
-                            }
-                        }
-                    }
+                if let Some(sess) = sessions.remove_peer(peer)
+                    && role == Role::Publisher
+                {
+                    self.end_stream(&sess).await;
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Closes the Livestream row a publisher session opened.
+    pub(crate) async fn end_stream(&self, sess: &sessions::Session) {
+        if let Some(sid) = sess.stream
+            && let Err(e) = self.inner.api.live().stream_ended(sid).await
+        {
+            tracing::warn!(error = %e, "could not end the live stream row");
         }
     }
 
@@ -154,9 +197,7 @@ impl Signaling {
         let ids = self.inner.sessions.ids();
         for id in ids {
             if let Some(s) = self.inner.sessions.remove(&id) {
-                if let Some(sid) = s.stream {
-                    let _ = self.inner.api.live().stream_ended(sid).await;
-                }
+                self.end_stream(&s).await;
             }
         }
         let sfu = self.inner.sfu.clone();

@@ -120,7 +120,13 @@ impl Offer {
                 let _proto = parts.next();
                 let formats = parts
                     .filter_map(|p| p.parse::<u8>().ok())
-                    .map(|pt| Format { pt, name: String::new(), clock: 0, channels: None, fmtp: String::new() })
+                    .map(|pt| Format {
+                        pt,
+                        name: String::new(),
+                        clock: 0,
+                        channels: None,
+                        fmtp: String::new(),
+                    })
                     .collect();
                 media.push(MediaSection {
                     kind,
@@ -135,7 +141,9 @@ impl Offer {
                 });
                 continue;
             }
-            let Some(attr) = line.strip_prefix("a=") else { continue };
+            let Some(attr) = line.strip_prefix("a=") else {
+                continue;
+            };
             let (name, value) = attr.split_once(':').unwrap_or((attr, ""));
             let Some(m) = media.last_mut() else {
                 match name {
@@ -206,11 +214,16 @@ impl Offer {
 
     /// Whether the offer has a data channel section.
     pub fn has_data_channel(&self) -> bool {
-        self.media.iter().any(|m| m.kind == MediaType::Application && m.port != 0)
+        self.media
+            .iter()
+            .any(|m| m.kind == MediaType::Application && m.port != 0)
     }
 
     fn active(&self, kind: MediaType) -> Vec<&MediaSection> {
-        self.media.iter().filter(|m| m.kind == kind && m.port != 0).collect()
+        self.media
+            .iter()
+            .filter(|m| m.kind == kind && m.port != 0)
+            .collect()
     }
 }
 
@@ -238,7 +251,9 @@ fn fmtp_param<'a>(fmtp: &'a str, key: &str) -> Option<&'a str> {
 fn choice(section: &MediaSection, f: &Format, codec: Codec) -> Option<PayloadChoice> {
     let clock_rate = Frequency::from_nonzero(NonZeroU32::new(f.clock)?);
     let rtx = section.formats.iter().find_map(|r| {
-        (r.name.eq_ignore_ascii_case("rtx") && fmtp_param(&r.fmtp, "apt") == Some(&f.pt.to_string())).then_some(r.pt)
+        (r.name.eq_ignore_ascii_case("rtx")
+            && fmtp_param(&r.fmtp, "apt") == Some(&f.pt.to_string()))
+        .then_some(r.pt)
     });
     Some(PayloadChoice {
         pt: f.pt,
@@ -275,12 +290,19 @@ pub fn publisher_plan(offer: &Offer) -> Result<MediaPlan, PolicyError> {
         ));
     }
     if audio.is_empty() && video.is_empty() {
-        return Err(PolicyError::Unacceptable("the offer has no audio or video to publish".into()));
+        return Err(PolicyError::Unacceptable(
+            "the offer has no audio or video to publish".into(),
+        ));
     }
-    let streams: std::collections::HashSet<&String> =
-        audio.iter().chain(video.iter()).flat_map(|m| m.msid_streams.iter()).collect();
+    let streams: std::collections::HashSet<&String> = audio
+        .iter()
+        .chain(video.iter())
+        .flat_map(|m| m.msid_streams.iter())
+        .collect();
     if streams.len() > 1 {
-        return Err(PolicyError::Unacceptable("a WHIP offer carries one media stream (msid)".into()));
+        return Err(PolicyError::Unacceptable(
+            "a WHIP offer carries one media stream (msid)".into(),
+        ));
     }
     for m in audio.iter().chain(video.iter()) {
         if matches!(m.direction, Direction::RecvOnly | Direction::Inactive) {
@@ -291,7 +313,10 @@ pub fn publisher_plan(offer: &Offer) -> Result<MediaPlan, PolicyError> {
     }
     let mut plan = MediaPlan::default();
     if let Some(m) = audio.first() {
-        plan.audio = Some(pick_audio(m).ok_or_else(|| PolicyError::Unacceptable("no supported audio codec (Opus)".into()))?);
+        plan.audio =
+            Some(pick_audio(m).ok_or_else(|| {
+                PolicyError::Unacceptable("no supported audio codec (Opus)".into())
+            })?);
         plan.audio_mid = m.mid.clone();
     }
     if let Some(m) = video.first() {
@@ -332,7 +357,10 @@ pub fn viewer_plan(
                 let want_profile = spec.format.profile_level_id;
                 let f = candidates
                     .iter()
-                    .find(|f| want_profile.is_some() && FormatParams::parse_line(&f.fmtp).profile_level_id == want_profile)
+                    .find(|f| {
+                        want_profile.is_some()
+                            && FormatParams::parse_line(&f.fmtp).profile_level_id == want_profile
+                    })
                     .or(candidates.first());
                 if let Some(f) = f {
                     plan.video = choice(m, f, spec.codec);
@@ -346,14 +374,22 @@ pub fn viewer_plan(
             _ => {}
         }
     }
-    if video.is_some() && plan.video.is_none() && offer.active(MediaType::Video).iter().any(|m| m.direction != Direction::SendOnly) {
+    if video.is_some()
+        && plan.video.is_none()
+        && offer
+            .active(MediaType::Video)
+            .iter()
+            .any(|m| m.direction != Direction::SendOnly)
+    {
         return Err(PolicyError::Unacceptable(format!(
             "the live stream is {:?} video, which the offer does not accept",
             video.map(|v| v.codec)
         )));
     }
     if plan.video.is_none() && plan.audio.is_none() {
-        return Err(PolicyError::Unacceptable("the offer receives none of the live stream's media".into()));
+        return Err(PolicyError::Unacceptable(
+            "the offer receives none of the live stream's media".into(),
+        ));
     }
     Ok(plan)
 }
@@ -432,7 +468,10 @@ mod tests {
     #[test]
     fn answer_gets_rtcp_mux_only_and_crlf() {
         let a = finish_answer("v=0\nm=audio 9 UDP/TLS/RTP/SAVPF 111\na=rtcp-mux\na=mid:0\n");
-        assert_eq!(a, "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtcp-mux\r\na=rtcp-mux-only\r\na=mid:0\r\n");
+        assert_eq!(
+            a,
+            "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtcp-mux\r\na=rtcp-mux-only\r\na=mid:0\r\n"
+        );
     }
 
     #[test]

@@ -86,9 +86,17 @@ impl Sessions {
     }
 
     /// Runs `f` on a session of the given kind and channel, if it exists.
-    pub fn with<R>(&self, kind: Kind, channel: &str, id: &str, f: impl FnOnce(&mut Session) -> R) -> Option<R> {
+    pub fn with<R>(
+        &self,
+        kind: Kind,
+        channel: &str,
+        id: &str,
+        f: impl FnOnce(&mut Session) -> R,
+    ) -> Option<R> {
         let mut g = self.inner.lock();
-        let s = g.get_mut(id).filter(|s| s.kind == kind && s.channel == channel)?;
+        let s = g
+            .get_mut(id)
+            .filter(|s| s.kind == kind && s.channel == channel)?;
         Some(f(s))
     }
 
@@ -106,7 +114,12 @@ impl Sessions {
 
     /// Peers of a channel's sessions of one kind.
     pub fn peers(&self, kind: Kind, channel: &str) -> Vec<PeerId> {
-        self.inner.lock().values().filter(|s| s.kind == kind && s.channel == channel).map(|s| s.peer).collect()
+        self.inner
+            .lock()
+            .values()
+            .filter(|s| s.kind == kind && s.channel == channel)
+            .map(|s| s.peer)
+            .collect()
     }
 
     /// All sessions' ids.
@@ -117,7 +130,10 @@ impl Sessions {
     /// Delivers an event to every SSE stream of a channel's WHEP sessions that asked for it.
     pub fn broadcast(&self, channel: &str, ev: SseEvent) {
         let g = self.inner.lock();
-        for s in g.values().filter(|s| s.kind == Kind::Whep && s.channel == channel) {
+        for s in g
+            .values()
+            .filter(|s| s.kind == Kind::Whep && s.channel == channel)
+        {
             for st in s.sse.values() {
                 if st.events.iter().any(|e| e == ev.kind) {
                     // A stream that cannot keep up misses events rather than stalling us.

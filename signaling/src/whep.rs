@@ -14,11 +14,13 @@ use onair_api::http::problem::Problem;
 use onair_sfu::SdpAnswer;
 use tokio::sync::mpsc;
 
+use crate::Signaling;
 use crate::http::{base_url, bearer, content_type, read_body, require_content_type};
 use crate::sdp;
 use crate::sessions::{EventStream, Kind, Session, SseEvent, new_etag, random_id};
-use crate::whip::{end, ice_patch, not_live, parse_offer, policy_problem, sdp_response, sfu_problem};
-use crate::Signaling;
+use crate::whip::{
+    end, ice_patch, not_live, parse_offer, policy_problem, sdp_response, sfu_problem,
+};
 
 /// SSE event types we can send.
 pub const EVENTS: [&str; 4] = ["active", "inactive", "layers", "viewercount"];
@@ -55,14 +57,29 @@ pub(crate) async fn post(
     let track = s.inner.sfu.track(&channel).ok_or_else(not_live)?;
     let (session, remote_ufrag, awaiting_answer) = if body.iter().all(|b| b.is_ascii_whitespace()) {
         // Legacy clients POST nothing and expect our offer, answered later by PATCH.
-        let sess = s.inner.sfu.play_server_offer(&channel).map_err(sfu_problem)?;
+        let sess = s
+            .inner
+            .sfu
+            .play_server_offer(&channel)
+            .map_err(sfu_problem)?;
         (sess, String::new(), true)
     } else {
         let (offer, parsed) = parse_offer(&body)?;
-        let plan = sdp::viewer_plan(&offer, track.video.as_ref().map(|v| &v.spec), track.audio.as_ref())
-            .map_err(policy_problem)?;
+        let plan = sdp::viewer_plan(
+            &offer,
+            track.video.as_ref().map(|v| &v.spec),
+            track.audio.as_ref(),
+        )
+        .map_err(policy_problem)?;
         let ufrag = offer.ice_credentials().map(|c| c.0).unwrap_or_default();
-        (s.inner.sfu.play(&channel, parsed, plan).map_err(sfu_problem)?, ufrag, false)
+        (
+            s.inner
+                .sfu
+                .play(&channel, parsed, plan)
+                .map_err(sfu_problem)?,
+            ufrag,
+            false,
+        )
     };
     let id = random_id();
     let etag = new_etag();
@@ -78,7 +95,10 @@ pub(crate) async fn post(
         awaiting_answer,
         sse: Default::default(),
     });
-    let base = format!("{}/whep/{channel}/{id}", base_url(&headers, &s.inner.fallback_base));
+    let base = format!(
+        "{}/whep/{channel}/{id}",
+        base_url(&headers, &s.inner.fallback_base)
+    );
     let links = [
         format!(
             "<{base}/sse>; rel=\"urn:ietf:params:whep:ext:core:server-sent-events\"; events=\"{}\"",
@@ -87,13 +107,22 @@ pub(crate) async fn post(
         format!("<{base}/layer>; rel=\"urn:ietf:params:whep:ext:core:layer\""),
     ];
     tracing::info!(channel = %channel, session = %id, "WHEP session created");
-    Ok(sdp_response(StatusCode::CREATED, &base, &etag, sdp::finish_answer(&session.sdp), &links))
+    Ok(sdp_response(
+        StatusCode::CREATED,
+        &base,
+        &etag,
+        sdp::finish_answer(&session.sdp),
+        &links,
+    ))
 }
 
 /// `HEAD`/`GET /whep/{channel}`: discovery (200, `application/sdp`, no body).
 pub(crate) async fn head() -> Response {
     let mut r = StatusCode::OK.into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/sdp"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/sdp"),
+    );
     r
 }
 
@@ -113,21 +142,36 @@ pub(crate) async fn patch(
     match content_type(&headers).as_deref() {
         Some("application/sdp") => {
             if !awaiting {
-                return Err(Problem::new(StatusCode::CONFLICT, "not-awaiting-answer", "Conflict")
-                    .detail("this session is not waiting for an SDP answer"));
+                return Err(
+                    Problem::new(StatusCode::CONFLICT, "not-awaiting-answer", "Conflict")
+                        .detail("this session is not waiting for an SDP answer"),
+                );
             }
-            let text = std::str::from_utf8(&body).map_err(|_| Problem::bad_request("bad-sdp", "not UTF-8"))?;
-            let answer = SdpAnswer::from_sdp_string(text).map_err(|e| Problem::bad_request("bad-sdp", e.to_string()))?;
-            s.inner.sfu.complete_server_offer(peer, answer).await.map_err(sfu_problem)?;
-            let ufrag = sdp::Offer::parse(text).ok().and_then(|o| o.ice_credentials()).map(|c| c.0);
+            let text = std::str::from_utf8(&body)
+                .map_err(|_| Problem::bad_request("bad-sdp", "not UTF-8"))?;
+            let answer = SdpAnswer::from_sdp_string(text)
+                .map_err(|e| Problem::bad_request("bad-sdp", e.to_string()))?;
+            s.inner
+                .sfu
+                .complete_server_offer(peer, answer)
+                .await
+                .map_err(sfu_problem)?;
+            let ufrag = sdp::Offer::parse(text)
+                .ok()
+                .and_then(|o| o.ice_credentials())
+                .map(|c| c.0);
             s.inner.sessions.with(Kind::Whep, &channel, &id, |x| {
                 x.awaiting_answer = false;
                 x.remote_ufrag = ufrag.unwrap_or_default();
             });
             Ok(StatusCode::NO_CONTENT.into_response())
         }
-        Some("application/trickle-ice-sdpfrag") => ice_patch(&s, Kind::Whep, &channel, &id, &headers, &body).await,
-        _ => Err(Problem::unsupported_media_type("application/trickle-ice-sdpfrag or application/sdp")),
+        Some("application/trickle-ice-sdpfrag") => {
+            ice_patch(&s, Kind::Whep, &channel, &id, &headers, &body).await
+        }
+        _ => Err(Problem::unsupported_media_type(
+            "application/trickle-ice-sdpfrag or application/sdp",
+        )),
     }
 }
 
@@ -151,30 +195,53 @@ pub(crate) async fn sse_create(
         EVENTS.iter().map(|e| e.to_string()).collect()
     } else {
         require_content_type(&headers, "application/json")?;
-        serde_json::from_slice(&body)
-            .map_err(|e| Problem::bad_request("bad-json", format!("expected a JSON array of event names: {e}")))?
+        serde_json::from_slice(&body).map_err(|e| {
+            Problem::bad_request(
+                "bad-json",
+                format!("expected a JSON array of event names: {e}"),
+            )
+        })?
     };
     if let Some(bad) = events.iter().find(|e| !EVENTS.contains(&e.as_str())) {
-        return Err(Problem::bad_request("unsupported-event", format!("event type {bad} is not supported")));
+        return Err(Problem::bad_request(
+            "unsupported-event",
+            format!("event type {bad} is not supported"),
+        ));
     }
     let stream_id = random_id();
     let (tx, rx) = mpsc::channel(64);
     // Current state first, so a client learns it without waiting for a change.
     let live = s.inner.sfu.is_live(&channel);
     if events.iter().any(|e| e == "active") && live {
-        let _ = tx.try_send(SseEvent { kind: "active", data: serde_json::json!({}) });
+        let _ = tx.try_send(SseEvent {
+            kind: "active",
+            data: serde_json::json!({}),
+        });
     }
     if events.iter().any(|e| e == "viewercount") {
         let n = s.inner.sfu.viewer_count(&channel);
-        let _ = tx.try_send(SseEvent { kind: "viewercount", data: serde_json::json!({ "viewercount": n }) });
+        let _ = tx.try_send(SseEvent {
+            kind: "viewercount",
+            data: serde_json::json!({ "viewercount": n }),
+        });
     }
     s.inner
         .sessions
         .with(Kind::Whep, &channel, &id, |x| {
-            x.sse.insert(stream_id.clone(), EventStream { events, tx, rx: Some(rx) });
+            x.sse.insert(
+                stream_id.clone(),
+                EventStream {
+                    events,
+                    tx,
+                    rx: Some(rx),
+                },
+            );
         })
         .ok_or_else(|| Problem::not_found("no such session"))?;
-    let location = format!("{}/whep/{channel}/{id}/sse/{stream_id}", base_url(&headers, &s.inner.fallback_base));
+    let location = format!(
+        "{}/whep/{channel}/{id}/sse/{stream_id}",
+        base_url(&headers, &s.inner.fallback_base)
+    );
     let mut r = StatusCode::CREATED.into_response();
     if let Ok(v) = HeaderValue::from_str(&location) {
         r.headers_mut().insert(header::LOCATION, v);
@@ -191,7 +258,9 @@ pub(crate) async fn sse_get(
     let rx = s
         .inner
         .sessions
-        .with(Kind::Whep, &channel, &id, |x| x.sse.get_mut(&stream).and_then(|st| st.rx.take()))
+        .with(Kind::Whep, &channel, &id, |x| {
+            x.sse.get_mut(&stream).and_then(|st| st.rx.take())
+        })
         .flatten()
         .ok_or_else(|| Problem::not_found("no such event stream (or it is already open)"))?;
     let events = futures::stream::unfold(rx, |mut rx| async move {
@@ -252,15 +321,21 @@ pub(crate) async fn layer_select(
         .ok_or_else(|| Problem::not_found("no such session"))?;
     require_content_type(&headers, "application/json")?;
     let body = read_body(body).await?;
-    let req: LayerRequest =
-        serde_json::from_slice(&body).map_err(|e| Problem::bad_request("bad-json", e.to_string()))?;
+    let req: LayerRequest = serde_json::from_slice(&body)
+        .map_err(|e| Problem::bad_request("bad-json", e.to_string()))?;
     if req.spatial_layer_id.is_some() || req.temporal_layer_id.is_some() {
-        return Err(Problem::bad_request("unsupported-layer", "only simulcast layers (rid) can be selected"));
+        return Err(Problem::bad_request(
+            "unsupported-layer",
+            "only simulcast layers (rid) can be selected",
+        ));
     }
-    s.inner.sfu.select_layer(peer, req.rid).map_err(|e| match e {
-        onair_sfu::SfuError::Conflict(d) => Problem::bad_request("unknown-layer", d),
-        other => sfu_problem(other),
-    })?;
+    s.inner
+        .sfu
+        .select_layer(peer, req.rid)
+        .map_err(|e| match e {
+            onair_sfu::SfuError::Conflict(d) => Problem::bad_request("unknown-layer", d),
+            other => sfu_problem(other),
+        })?;
     Ok(StatusCode::OK)
 }
 

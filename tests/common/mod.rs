@@ -26,7 +26,11 @@ impl TestServer {
             public_ip: vec![],
             redis_url: None,
             shards: 2,
-            data: DataSettings { data_dir: PathBuf::from(dir.path()), database_url: None, jwt_secret: None },
+            data: DataSettings {
+                data_dir: PathBuf::from(dir.path()),
+                database_url: None,
+                jwt_secret: None,
+            },
         };
         let server = Server::start(&settings).await.expect("server starts");
         let created = server
@@ -55,10 +59,18 @@ impl TestServer {
 
     /// Reads one metric's value from `/metrics` (sum over label sets).
     pub async fn metric(&self, name: &str) -> f64 {
-        let body = self.http.get(self.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+        let body = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
         body.lines()
             .filter(|l| !l.starts_with('#'))
-            .filter(|l| l.split(|c| c == ' ' || c == '{').next() == Some(name))
+            .filter(|l| l.split([' ', '{']).next() == Some(name))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     }
@@ -88,7 +100,9 @@ impl TestServer {
 fn tracing_subscriber_init() -> Option<()> {
     if std::env::var("ONAIR_TEST_LOG").is_ok() {
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(std::env::var("ONAIR_TEST_LOG").ok()?))
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                std::env::var("ONAIR_TEST_LOG").ok()?,
+            ))
             .with_test_writer()
             .try_init();
     }
@@ -97,7 +111,11 @@ fn tracing_subscriber_init() -> Option<()> {
 
 /// A fixture SDP from tests/fixtures.
 pub fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).expect("fixture")
+    std::fs::read_to_string(format!(
+        "{}/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("fixture")
 }
 
 /// The m-sections of an SDP (each starting with its m= line).

@@ -63,10 +63,11 @@ pub async fn list_channels(
         let next = (offset + page.len() < live.len()).then(|| (offset + page.len()).to_string());
         (out, next)
     } else {
-        if q.cursor
-            .as_deref()
-            .is_some_and(|c| !crate::validate::is_slug(c))
-        {
+        let id_chars = |c: &str| {
+            c.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        };
+        if cursor.is_some_and(|c| !id_chars(c)) {
             return Err(Problem::bad_request("bad-query", "invalid cursor"));
         }
         let rows = api.list_channels(cursor, u64::from(limit) + 1).await?;

@@ -4,6 +4,30 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+/// Accepts `2` and `2.0` (JSON Schema's `integer` includes numbers with a zero fraction).
+fn integral<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    if let Some(i) = n.as_i64() {
+        return Ok(i);
+    }
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(f as i64),
+        // Out of i64 range (e.g. a huge u64): clamp; callers range-check anyway.
+        _ if n.as_u64().is_some() => Ok(i64::MAX),
+        _ => Err(serde::de::Error::custom(format!(
+            "expected an integer, got {n}"
+        ))),
+    }
+}
+
+fn integral_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    let n: Option<serde_json::Number> = Option::deserialize(d)?;
+    match n {
+        None => Ok(None),
+        Some(n) => integral(n).map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
 /// RFC 9457 problem document (`application/problem+json`).
 #[derive(Serialize, ToSchema)]
 #[schema(as = Problem)]
@@ -262,11 +286,12 @@ pub struct SubscribeQuery {
     pub op: String,
 }
 
-/// Body of SUBSCRIBE (ignored by UNSUBSCRIBE, which may send none).
+/// Body of SUBSCRIBE (absent or null = tier 1; ignored by UNSUBSCRIBE).
 #[derive(Deserialize, ToSchema)]
 pub struct SubscribeRequest {
     /// 1, 2 or 3 (422 otherwise).
     #[schema(minimum = 1, maximum = 3)]
+    #[serde(deserialize_with = "integral")]
     pub tier: i64,
 }
 
@@ -313,9 +338,9 @@ pub struct BanRequest {
     )]
     pub user_id: String,
     /// Timeout length (1 to 1209600); absent = permanent ban.
-    #[serde(rename = "durationSeconds", default)]
-    #[schema(minimum = 1, maximum = 1209600)]
-    pub duration_seconds: Option<u64>,
+    #[serde(rename = "durationSeconds", default, deserialize_with = "integral_opt")]
+    #[schema(minimum = 1, maximum = 1209600, value_type = Option<u64>)]
+    pub duration_seconds: Option<i64>,
     /// Shown to moderators, at most 500 characters.
     #[serde(default)]
     #[schema(
@@ -359,11 +384,19 @@ pub struct BanList {
 pub struct WebhookEvent {
     /// Unique per event; a replay carries the same id and is ignored.
     #[serde(rename = "eventID")]
-    #[schema(min_length = 1, max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub event_id: String,
     /// The `paymentID` of the 202 answer.
     #[serde(rename = "paymentID")]
-    #[schema(min_length = 1, max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub payment_id: String,
     /// `succeeded` or `failed`.
     #[schema(pattern = "^(succeeded|failed)$")]

@@ -45,6 +45,9 @@ pub async fn webhook(
     RawJson(body): RawJson,
 ) -> Result<Response, Problem> {
     let signature = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
+    if signature.is_none() {
+        return Err(invalid_signature("missing Onair-Signature header"));
+    }
     let outcome = api
         .handle_payment_webhook(signature, &body)
         .await

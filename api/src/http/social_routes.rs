@@ -102,7 +102,7 @@ pub async fn following(
 #[utoipa::path(
     post, path = "/api/channels/{channelID}/subscriptions", tag = "subscriptions",
     params(("channelID" = String, Path, description = "Channel id"), SubscribeQuery),
-    request_body(content = Option<SubscribeRequest>, description = "Required for SUBSCRIBE"),
+    request_body(content = Option<SubscribeRequest>, description = "SUBSCRIBE: the tier (default 1)"),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Subscribed (payment confirmed) or unsubscribed", body = SubscriptionResponse),
@@ -125,13 +125,8 @@ pub async fn subscriptions(
 ) -> Result<Response, Problem> {
     match q.op.as_str() {
         "SUBSCRIBE" => {
-            let Some(body) = body else {
-                return Err(Problem::unprocessable(
-                    "invalid-tier",
-                    "SUBSCRIBE needs a body {\"tier\": 1|2|3}",
-                ));
-            };
-            match api.subscribe(&channel_id, &user.sub, body.tier).await? {
+            let tier = body.map_or(1, |b| b.tier);
+            match api.subscribe(&channel_id, &user.sub, tier).await? {
                 SubscribeOutcome::Active(info) => Ok((
                     cache(NO_STORE),
                     axum::Json(SubscriptionResponse {
@@ -214,7 +209,8 @@ pub async fn ban(
             &channel_id,
             &req.user_id,
             &user.sub,
-            req.duration_seconds.map(Duration::from_secs),
+            req.duration_seconds
+                .map(|d| Duration::from_secs(u64::try_from(d).unwrap_or(0))),
             req.reason,
         )
         .await?;

@@ -74,6 +74,20 @@ impl LayerSpec {
             })
             .collect()
     }
+
+    /// OBS-style simulcast (OBS 32.1+): rids `"0"`..`"n-1"`, layer i at (n-i)/n of the size
+    /// (rounded down to even) and bitrate.
+    pub fn simulcast_obs(width: u32, height: u32, bitrate_bps: u32, layers: u32) -> Vec<Self> {
+        let n = layers.max(1);
+        (0..n)
+            .map(|i| Self {
+                rid: Some(i.to_string()),
+                width: width * (n - i) / n / 2 * 2,
+                height: height * (n - i) / n / 2 * 2,
+                bitrate_bps: bitrate_bps / n * (n - i),
+            })
+            .collect()
+    }
 }
 
 /// What to publish and where.
@@ -748,5 +762,30 @@ async fn watch_keyframe_requests(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LayerSpec;
+
+    #[test]
+    fn simulcast_presets() {
+        let hml = LayerSpec::simulcast_hml(1280, 720, 3_000_000);
+        let sizes: Vec<_> = hml.iter().map(|l| (l.width, l.height)).collect();
+        assert_eq!(sizes, vec![(1280, 720), (640, 360), (320, 180)]);
+        let obs = LayerSpec::simulcast_obs(1280, 720, 6_000_000, 3);
+        let got: Vec<_> = obs
+            .iter()
+            .map(|l| (l.rid.as_deref(), l.width, l.height, l.bitrate_bps))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Some("0"), 1280, 720, 6_000_000),
+                (Some("1"), 852, 480, 4_000_000),
+                (Some("2"), 426, 240, 2_000_000),
+            ]
+        );
     }
 }

@@ -37,7 +37,10 @@ pub fn media_addresses(cfg: &SfuConfig) -> Vec<IpAddr> {
 }
 
 /// Binds every socket, starts the shards and the readers, and returns the shared state.
-pub(crate) fn start(cfg: SfuConfig, registry: &prometheus::Registry) -> std::io::Result<Arc<Shared>> {
+pub(crate) fn start(
+    cfg: SfuConfig,
+    registry: &prometheus::Registry,
+) -> std::io::Result<Arc<Shared>> {
     let ips = media_addresses(&cfg);
     let mut port = cfg.bind.port();
     let mut sockets = Vec::new();

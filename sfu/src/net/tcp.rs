@@ -38,7 +38,9 @@ fn read_frame(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<()> {
 }
 
 fn connection(mut stream: TcpStream, local: SocketAddr, shared: Arc<Shared>) {
-    let Ok(remote) = stream.peer_addr() else { return };
+    let Ok(remote) = stream.peer_addr() else {
+        return;
+    };
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
     let mut buf = Vec::with_capacity(2048);
@@ -46,26 +48,39 @@ fn connection(mut stream: TcpStream, local: SocketAddr, shared: Arc<Shared>) {
     if read_frame(&mut stream, &mut buf).is_err() || !stun::is_stun(&buf) {
         return;
     }
-    let Some(route) = stun::server_ufrag(&buf).and_then(|u| shared.ufrags.lock().get(u).copied()) else {
+    let Some(route) = stun::server_ufrag(&buf).and_then(|u| shared.ufrags.lock().get(u).copied())
+    else {
         return;
     };
-    let Ok(mut writer) = stream.try_clone() else { return };
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
     let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(WRITE_QUEUE);
     shared.tcp.lock().insert(remote, tx);
     let closed = Arc::new(AtomicBool::new(false));
     let reader_closed = closed.clone();
     // Shards cache the sender, so the writer cannot wait for every sender to drop: it stops
     // when the reader side has ended.
-    let spawned = std::thread::Builder::new().name("onair-tcp-write".into()).spawn(move || {
-        while !closed.load(Ordering::Acquire) {
-            let Ok(frame) = rx.recv_timeout(Duration::from_millis(500)) else { continue };
-            let Ok(len) = u16::try_from(frame.len()) else { continue };
-            if writer.write_all(&len.to_be_bytes()).and_then(|_| writer.write_all(&frame)).is_err() {
-                break;
+    let spawned = std::thread::Builder::new()
+        .name("onair-tcp-write".into())
+        .spawn(move || {
+            while !closed.load(Ordering::Acquire) {
+                let Ok(frame) = rx.recv_timeout(Duration::from_millis(500)) else {
+                    continue;
+                };
+                let Ok(len) = u16::try_from(frame.len()) else {
+                    continue;
+                };
+                if writer
+                    .write_all(&len.to_be_bytes())
+                    .and_then(|_| writer.write_all(&frame))
+                    .is_err()
+                {
+                    break;
+                }
             }
-        }
-        let _ = writer.shutdown(std::net::Shutdown::Both);
-    });
+            let _ = writer.shutdown(std::net::Shutdown::Both);
+        });
     if spawned.is_err() {
         shared.tcp.lock().remove(&remote);
         return;
@@ -79,7 +94,9 @@ fn connection(mut stream: TcpStream, local: SocketAddr, shared: Arc<Shared>) {
             data: std::mem::take(&mut buf),
             at: Instant::now(),
         });
-        if shared.shards[route.shard].send(msg).is_err() || read_frame(&mut stream, &mut buf).is_err() {
+        if shared.shards[route.shard].send(msg).is_err()
+            || read_frame(&mut stream, &mut buf).is_err()
+        {
             break;
         }
     }

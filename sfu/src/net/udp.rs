@@ -28,7 +28,12 @@ pub(super) fn run(sock: Arc<UdpSocket>, local: SocketAddr, shared: Arc<Shared>) 
         }
         let (n, source) = match sock.recv_from(&mut buf) {
             Ok(r) => r,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
                 continue;
             }
             Err(e) => {
@@ -66,7 +71,12 @@ pub(super) fn run(sock: Arc<UdpSocket>, local: SocketAddr, shared: Arc<Shared>) 
         });
         let _ = shared.shards[route.shard].send(msg);
         if at >= next_prune {
-            let live = shared.ufrags.lock().values().map(|r| r.peer).collect::<std::collections::HashSet<_>>();
+            let live = shared
+                .ufrags
+                .lock()
+                .values()
+                .map(|r| r.peer)
+                .collect::<std::collections::HashSet<_>>();
             addrs.retain(|_, r| live.contains(&r.peer));
             next_prune = at + Duration::from_secs(10);
         }
