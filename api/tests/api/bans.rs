@@ -69,7 +69,7 @@ async fn bans_and_timeouts(b: Backend) {
         s.post_json(
             "/api/channels/ban_ch/bans",
             Some(&owner),
-            &json!({"userID": "carol", "durationSeconds": 600}),
+            &json!({"userID": "carol", "durationSeconds": 600.0}),
         )
         .await,
         201,
@@ -130,7 +130,12 @@ async fn bans_and_timeouts(b: Backend) {
         "cannot-ban-owner",
     )
     .await;
-    for d in [0, 14 * 24 * 3600 + 1] {
+    for d in [
+        json!(0),
+        json!(-5),
+        json!(14 * 24 * 3600 + 1),
+        json!(u64::MAX),
+    ] {
         expect_problem(
             s.post_json(
                 "/api/channels/ban_ch/bans",

@@ -146,6 +146,7 @@ async fn test_provider_lifecycle(b: Backend) {
         json!(0),
         json!(4),
         json!(-1),
+        json!(u64::MAX),
         json!("x"),
         json!(1.5),
         json!(null),
@@ -157,20 +158,32 @@ async fn test_provider_lifecycle(b: Backend) {
                 &json!({"tier": tier}),
             )
             .await;
-        let slug = if tier.is_i64() {
+        let slug = if tier.is_i64() || tier.is_u64() {
             "invalid-tier"
         } else {
             "invalid-body"
         };
         expect_problem(resp, 422, slug).await;
     }
-    expect_problem(
-        s.post_empty(&format!("{SUBS}?op=SUBSCRIBE"), Some(&bob))
+    // no body: tier 1; 3.0 is an integer in JSON Schema's sense
+    let body = json(
+        s.post_empty(&format!("{SUBS}?op=SUBSCRIBE"), Some(&s.token("carol")))
             .await,
-        422,
-        "invalid-tier",
+        200,
     )
     .await;
+    assert_eq!(body["subscriptionInfo"]["tier"], 1);
+    let body = json(
+        s.post_json(
+            &format!("{SUBS}?op=SUBSCRIBE"),
+            Some(&s.token("dave")),
+            &json!({"tier": 3.0}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(body["subscriptionInfo"]["tier"], 3);
     expect_problem(
         s.post_json(&format!("{SUBS}?op=BUY"), Some(&bob), &json!({"tier": 1}))
             .await,
