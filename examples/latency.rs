@@ -1,0 +1,87 @@
+//! End-to-end latency and time to first frame on loopback: one WHIP publisher (webrtc-rs,
+//! openh264 encoding a pattern that carries its capture clock) and N WHEP viewers decoding it.
+//!
+//! `cargo run --release --example latency -- [viewers] [seconds] [width] [height] [fps]`
+//! Latency = viewer's clock at decode minus the clock the publisher drew into the frame before
+//! encoding: encode, packetize, SFU, depacketize and decode included (no camera, no display).
+
+use std::time::Duration;
+
+use onair::{DataSettings, ServeSettings, Server};
+use onair_loadtest::client::publisher::{LayerSpec, PublisherConfig, publish};
+use onair_loadtest::client::viewer::{ViewerConfig, play};
+
+fn pct(v: &mut [i64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_unstable();
+    let i = ((p / 100.0) * (v.len() - 1) as f64).round() as usize;
+    v[i.min(v.len() - 1)] as f64
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize, d: u32| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
+    let (viewers, seconds, width, height, fps) = (arg(0, 10), arg(1, 20), arg(2, 1280), arg(3, 720), arg(4, 30));
+
+    let dir = tempfile::tempdir()?;
+    let settings = ServeSettings {
+        http_addr: "127.0.0.1:0".parse()?,
+        media_addr: "127.0.0.1:0".parse()?,
+        public_ip: vec![],
+        redis_url: None,
+        shards: 0,
+        data: DataSettings { data_dir: dir.path().into(), database_url: None, jwt_secret: None },
+    };
+    let server = Server::start(&settings).await?;
+    let key = server.demo_key.clone().ok_or_else(|| anyhow::anyhow!("no demo channel"))?;
+    let base = format!("http://{}", server.http_addr);
+
+    let mut cfg = PublisherConfig::new(format!("{base}/whip/demo"), Some(key));
+    cfg.layers = vec![LayerSpec::single(width, height, 2_500_000)];
+    cfg.fps = fps;
+    cfg.keyframe_interval = Duration::from_secs(2);
+    cfg.audio = true;
+    let publisher = publish(cfg).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let mut vs = Vec::new();
+    for _ in 0..viewers {
+        vs.push(play(ViewerConfig::new(format!("{base}/whep/demo"))).await?);
+    }
+    tokio::time::sleep(Duration::from_secs(seconds as u64)).await;
+
+    let mut ttff: Vec<i64> = Vec::new();
+    let mut lat: Vec<i64> = Vec::new();
+    let (mut frames, mut errors) = (0, 0);
+    for v in &vs {
+        let s = v.stats();
+        if let Some(d) = s.first_frame_after {
+            ttff.push(d.as_micros() as i64);
+        }
+        // Skip the first second of each viewer: the join itself is what TTFF measures.
+        let skip = (fps as usize).min(s.latencies_us.len());
+        lat.extend_from_slice(&s.latencies_us[skip..]);
+        frames += s.frames_decoded;
+        errors += s.decode_errors;
+    }
+    let published = publisher.stats().frames_sent;
+    println!("| viewers | {width}x{height}@{fps} | frames published | frames decoded (all viewers) | decode errors | TTFF p50 | TTFF p95 | latency p50 | latency p95 | latency p99 |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {viewers} | {seconds} s | {published} | {frames} | {errors} | {:.0} ms | {:.0} ms | {:.1} ms | {:.1} ms | {:.1} ms |",
+        pct(&mut ttff, 50.0) / 1000.0,
+        pct(&mut ttff, 95.0) / 1000.0,
+        pct(&mut lat, 50.0) / 1000.0,
+        pct(&mut lat, 95.0) / 1000.0,
+        pct(&mut lat, 99.0) / 1000.0,
+    );
+    for v in vs {
+        let _ = v.stop().await;
+    }
+    let _ = publisher.stop().await;
+    server.stop(Duration::from_secs(2)).await;
+    Ok(())
+}
