@@ -291,6 +291,7 @@ pub(crate) struct Shard {
     peers: HashMap<PeerId, Peer>,
     timers: BinaryHeap<Reverse<(Instant, PeerId)>>,
     viewers: HashMap<Arc<str>, Vec<PeerId>>,
+    scratch: Vec<PeerId>,
     tcp_cache: HashMap<SocketAddr, Sender<Vec<u8>>>,
     counters: LocalCounters,
     next_tick: Instant,
@@ -314,6 +315,7 @@ impl Shard {
             peers: HashMap::new(),
             timers: BinaryHeap::new(),
             viewers: HashMap::new(),
+            scratch: Vec::new(),
             tcp_cache: HashMap::new(),
             counters: LocalCounters::default(),
             next_tick: now,
@@ -595,9 +597,12 @@ impl Shard {
         let Some(ids) = self.viewers.get(&sp.track.channel) else {
             return;
         };
-        let ids = ids.clone();
+        // A reused buffer: the viewer list can change while we write (a viewer may be removed).
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        scratch.extend_from_slice(ids);
         let mut keyframes = Vec::new();
-        for id in ids {
+        for &id in &scratch {
             let mut switched = None;
             let mut wrote = false;
             self.with_peer(id, now, |p| {
@@ -623,6 +628,7 @@ impl Shard {
                 self.shared.metrics.keyframe_wait.observe(w.as_secs_f64());
             }
         }
+        self.scratch = scratch;
         keyframes.sort_unstable();
         keyframes.dedup();
         for l in keyframes {
@@ -659,6 +665,8 @@ impl Shard {
         let mut dead = Vec::new();
         let mut keyframes = Vec::new();
         let mut bwe_targets = Vec::new();
+        // One registry lookup per channel per tick, not per viewer.
+        let mut tracks: HashMap<Arc<str>, Option<Arc<crate::track::TrackInfo>>> = HashMap::new();
         for (id, p) in self.peers.iter_mut() {
             let age = now.saturating_duration_since(p.created);
             let gone = !p.rtc.is_alive()
@@ -692,7 +700,10 @@ impl Shard {
                     }
                 }
                 PeerRole::Viewer(v) => {
-                    let Some(track) = self.shared.track(&p.channel) else {
+                    let track = tracks
+                        .entry(p.channel.clone())
+                        .or_insert_with(|| self.shared.track(&p.channel));
+                    let Some(track) = track.as_ref() else {
                         continue;
                     };
                     let (Some(f), Some(vt)) = (v.video(), track.video.as_ref()) else {

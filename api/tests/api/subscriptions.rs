@@ -246,11 +246,24 @@ async fn test_provider_lifecycle(b: Backend) {
         .await
         .expect("send");
     expect_problem(resp, 400, "malformed-json").await;
-    // webhooks are not taken by the test provider
+    // webhooks are not taken by the test provider (a missing signature is 401 first)
     let resp = s
         .http
         .post(s.url("/api/payments/webhook"))
         .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .expect("send");
+    expect_problem(resp, 401, "invalid-signature").await;
+    let resp = s
+        .http
+        .post(s.url("/api/payments/webhook"))
+        .header("content-type", "application/json")
+        .header(
+            "onair-signature",
+            sign_webhook("x", Utc::now().timestamp(), b"{}"),
+        )
         .body("{}")
         .send()
         .await
