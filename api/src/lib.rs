@@ -88,10 +88,6 @@ impl Api {
                 config,
             }),
         };
-        if api.db().get_database_backend() == sea_orm::DbBackend::Sqlite {
-            // One node owns a SQLite file: streams left open by a crash are over.
-            api.live().close_orphan_streams().await?;
-        }
         api.spawn_sweeper();
         Ok(api)
     }

@@ -167,14 +167,16 @@ impl Live {
         Ok(())
     }
 
-    /// Marks every unfinished stream as ended (after a crash of the only node).
-    pub(crate) async fn close_orphan_streams(&self) -> ApiResult<()> {
-        livestreams::Entity::update_many()
+    /// Marks every unfinished `livestreams` row as ended. Call it from `onair serve` at start-up
+    /// on a single node (streams left open by a crash are over); never from the CLI, which runs
+    /// beside a live server, nor on one node of many.
+    pub async fn close_orphan_streams(&self) -> ApiResult<u64> {
+        let res = livestreams::Entity::update_many()
             .col_expr(livestreams::Column::EndedAt, Expr::value(Utc::now()))
             .filter(livestreams::Column::EndedAt.is_null())
             .exec(self.api.db())
             .await?;
-        Ok(())
+        Ok(res.rows_affected)
     }
 
     /// Sets the SFU's (WebRTC) viewer count of a channel. Call on every join and leave.

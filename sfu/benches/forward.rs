@@ -52,7 +52,8 @@ const STREAM_BPS: u64 = 1_500_000;
 /// Packets per video frame; the last one carries the marker bit.
 const FRAME_PACKETS: u64 = 5;
 /// Time between published packets: 1200 B * 8 / 1.5 Mbit/s.
-const PACKET_INTERVAL: Duration = Duration::from_nanos(PAYLOAD as u64 * 8 * 1_000_000_000 / STREAM_BPS);
+const PACKET_INTERVAL: Duration =
+    Duration::from_nanos(PAYLOAD as u64 * 8 * 1_000_000_000 / STREAM_BPS);
 /// How often the shard's tick re-tells the estimator the desired bitrate.
 const TICK: Duration = Duration::from_millis(200);
 /// Media packets published before measuring (connection ramp-up: probes, first estimates).
@@ -219,8 +220,7 @@ impl Viewer {
         }
         let t2 = io.breakdown.as_ref().map(|_| Instant::now());
         self.poll_server(now, io);
-        if let (Some(b), Some(t0), Some(t1), Some(t2)) = (io.breakdown.as_deref_mut(), t0, t1, t2)
-        {
+        if let (Some(b), Some(t0), Some(t1), Some(t2)) = (io.breakdown.as_deref_mut(), t0, t1, t2) {
             b.on_packet += t1 - t0;
             b.write_rtp += t2 - t1;
             // Sends are timed inside the poll; keep them out of the poll's share.
@@ -528,7 +528,9 @@ struct Floor {
 
 impl Floor {
     fn new(alg: &'static Algorithm) -> Self {
-        let key_bytes: Vec<u8> = (0..alg.key_len() as u8).map(|b| b.wrapping_mul(37)).collect();
+        let key_bytes: Vec<u8> = (0..alg.key_len() as u8)
+            .map(|b| b.wrapping_mul(37))
+            .collect();
         let key = LessSafeKey::new(UnboundKey::new(alg, &key_bytes).expect("key"));
         let sock = socket();
         let sink = socket();
@@ -573,11 +575,7 @@ impl Floor {
         let (hdr, body) = self.pkt.split_at_mut(12);
         let tag = self
             .key
-            .seal_in_place_separate_tag(
-                Nonce::assume_unique_for_key(iv),
-                Aad::from(&*hdr),
-                body,
-            )
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(iv), Aad::from(&*hdr), body)
             .expect("seal");
         self.pkt.extend_from_slice(tag.as_ref());
         let _ = self.sock.send_to(&self.pkt, self.dest);
@@ -728,7 +726,8 @@ fn summary(samples: &Samples, extras: &HashMap<usize, Extra>) {
             continue;
         };
         let per_viewer = per_packet / *n as f64;
-        let ratio = |f: Option<f64>| f.map_or("-".to_string(), |f| format!("{:.2}", per_viewer / f));
+        let ratio =
+            |f: Option<f64>| f.map_or("-".to_string(), |f| format!("{:.2}", per_viewer / f));
         println!(
             "{n:>8} {per_viewer:>16.0} {:>12} {:>12} {:>18.0}",
             ratio(f256),

@@ -5,8 +5,10 @@ use std::time::{Duration, Instant};
 
 use crate::PeerId;
 use crate::munger::{InPacket, Munger, OutPacket};
+use crate::payload::VideoCodec;
 use crate::selector::LayerSelector;
 use crate::track::{SourcePacket, VideoTrack};
+use crate::vp8::{Vp8Fields, Vp8Munger, Vp8Rewrite};
 
 fn in_packet(p: &SourcePacket) -> InPacket {
     InPacket {
@@ -26,6 +28,8 @@ pub struct Decision {
     pub want_keyframe: Option<usize>,
     /// A switch (or the first picture) happened after waiting this long for a keyframe.
     pub switched_after: Option<Duration>,
+    /// VP8 descriptor fields to rewrite in the forwarded packet.
+    pub vp8: Option<Vp8Rewrite>,
 }
 
 /// Layer choice, keyframe gating and renumbering of one viewer's video.
@@ -39,6 +43,7 @@ pub struct VideoForwarder {
     pinned: Option<usize>,
     wait_since: Option<Instant>,
     estimate: u64,
+    vp8: Vp8Munger,
 }
 
 impl VideoForwarder {
@@ -53,6 +58,7 @@ impl VideoForwarder {
             pinned: None,
             wait_since: None,
             estimate: initial_estimate,
+            vp8: Vp8Munger::default(),
         }
     }
 
@@ -138,17 +144,26 @@ impl VideoForwarder {
         if self.target.is_none() {
             d.want_keyframe = self.retarget(now, track);
         }
+        let vp8 = (track.codec == VideoCodec::Vp8)
+            .then(|| Vp8Fields::parse(&p.payload))
+            .flatten();
         if Some(p.layer) == self.current {
             d.out = self.munger.rewrite(&in_packet(p));
         } else if Some(p.layer) == self.target && p.keyframe_start {
             let inp = in_packet(p);
             self.munger.switch_source(&inp);
+            if let Some(f) = &vp8 {
+                self.vp8.switch_source(f);
+            }
             self.current = self.target;
             d.switched_after = self
                 .wait_since
                 .take()
                 .map(|t| now.saturating_duration_since(t));
             d.out = self.munger.rewrite(&inp);
+        }
+        if d.out.is_some() {
+            d.vp8 = vp8.map(|f| self.vp8.rewrite(&f));
         }
         d
     }
@@ -302,6 +317,59 @@ mod tests {
         // A layer that stops sending is left at once.
         t.video.as_ref().expect("video").rates[2].store(0, Ordering::Relaxed);
         assert_eq!(f.retarget(t0, tv), Some(1));
+    }
+
+    #[test]
+    fn vp8_picture_ids_continue_across_a_switch() {
+        let t0 = Instant::now();
+        let t = track(1, &[100_000, 400_000]);
+        // Same track, but VP8.
+        let mut info = TrackInfo {
+            channel: t.channel.clone(),
+            publisher: 1,
+            shard: 0,
+            video: None,
+            audio: None,
+        };
+        let mut v = VideoTrack {
+            spec: t.video.as_ref().expect("video").spec,
+            codec: VideoCodec::Vp8,
+            layers: vec![Some(Rid::from("l")), Some(Rid::from("h"))],
+            rates: vec![AtomicU64::new(100_000), AtomicU64::new(400_000)],
+        };
+        v.spec.codec = Codec::Vp8;
+        info.video = Some(v);
+        let t = Arc::new(info);
+        let vp8 = |layer: usize, seq: u64, pid: u16, key: bool| {
+            let mut p = pkt(&t, layer, seq, key, t0);
+            p.payload = Arc::from(vec![
+                0x90,
+                0x80,
+                0x80 | (pid >> 8) as u8,
+                pid as u8,
+                if key { 0x00 } else { 0x01 },
+            ]);
+            p
+        };
+        let mut f = VideoForwarder::new(90_000, 0, 1_000_000);
+        let d = f.on_packet(t0, &vp8(1, 1, 500, true));
+        assert_eq!(d.vp8.and_then(|r| r.picture_id), Some(500));
+        assert_eq!(
+            f.on_packet(t0, &vp8(1, 2, 501, false))
+                .vp8
+                .and_then(|r| r.picture_id),
+            Some(501)
+        );
+        f.pin(Some(0));
+        f.retarget(t0, t.video.as_ref().expect("video"));
+        let d = f.on_packet(t0, &vp8(0, 90, 7, true));
+        assert_eq!(d.vp8.and_then(|r| r.picture_id), Some(502));
+        assert_eq!(
+            f.on_packet(t0, &vp8(0, 91, 8, false))
+                .vp8
+                .and_then(|r| r.picture_id),
+            Some(503)
+        );
     }
 
     #[test]

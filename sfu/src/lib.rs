@@ -14,6 +14,7 @@ pub mod payload;
 pub mod rtc;
 pub mod selector;
 pub mod track;
+pub mod vp8;
 
 mod publisher;
 mod registry;

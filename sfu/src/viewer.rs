@@ -149,14 +149,28 @@ impl ViewerState {
         if let Some((ssrc, pt, o, nackable)) = out
             && let Some(tx) = rtc.direct_api().stream_tx(&ssrc)
         {
-            tx.write_rtp(
-                RtpWrite::new(pt, o.seq.into(), o.ts, p.received, p.payload.clone())
-                    .marker(p.marker)
-                    .nackable(nackable),
-            );
+            let mut w = RtpWrite::new(pt, o.seq.into(), o.ts, p.received, p.payload.clone())
+                .marker(p.marker)
+                .nackable(nackable);
+            if let Some(patch) = decision.vp8.and_then(|rw| vp8_patch(&p.payload, rw)) {
+                w = w.vp8_patch(patch);
+            }
+            tx.write_rtp(w);
         }
         decision
     }
+}
+
+/// str0m's validated in-place rewrite of a VP8 descriptor.
+fn vp8_patch(payload: &[u8], rw: crate::vp8::Vp8Rewrite) -> Option<str0m::rtp::Vp8Patch> {
+    let mut b = str0m::rtp::Vp8Descriptor::parse(payload).ok()?.patch();
+    if let Some(pid) = rw.picture_id {
+        b = b.picture_id(pid);
+    }
+    if let Some(t) = rw.tl0 {
+        b = b.tl0_pic_idx(t);
+    }
+    b.build().ok()
 }
 
 /// The codecs a server offer proposes: exactly the live stream's, with our payload numbers.

@@ -128,6 +128,28 @@ async fn live_stream_and_counts(b: Backend) {
         .expect("db");
     assert!(open.is_empty());
 
+    // after a crash: a row without ended_at is closed by the next `serve`, not by `open`
+    let orphan = live.stream_started("live_ch").await.expect("started");
+    let reopened = {
+        let mut cfg = s.config.clone();
+        cfg.registry = prometheus::Registry::new();
+        onair_api::Api::open(cfg).await.expect("reopen")
+    };
+    let row = livestreams::Entity::find_by_id(orphan.to_string())
+        .one(s.api.db())
+        .await
+        .expect("db")
+        .expect("row");
+    assert!(
+        row.ended_at.is_none(),
+        "opening (the CLI) must not end live streams"
+    );
+    assert_eq!(
+        reopened.live().close_orphan_streams().await.expect("close"),
+        1
+    );
+    live.stream_ended(orphan).await.expect("end");
+
     assert!(live.stream_started("nope_nope").await.is_err());
     expect_problem(
         s.get(

@@ -834,20 +834,3 @@ async fn whip_and_whep_over_http() -> anyhow::Result<()> {
     assert_eq!(p.delete_status, Some(200));
     Ok(())
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn probe_hml_latency() -> anyhow::Result<()> {
-    init_tracing();
-    let relay = relay(Some("h"), false);
-    let mut cfg = publisher_config(LayerSpec::simulcast_hml(1280, 720, 1_500_000), 20);
-    cfg.keyframe_interval = Duration::from_secs(5);
-    let publisher = publish_with(cfg, ClientOptions::default(), RelayExchange::new(&relay, true)).await?;
-    let t0 = std::time::Instant::now();
-    let viewer = play_with(viewer_config(), ClientOptions::default(), RelayExchange::new(&relay, false)).await?;
-    eprintln!("play took {:?}", t0.elapsed());
-    let s = viewer.wait_frames(40, Duration::from_secs(20)).await?;
-    eprintln!("{}", summary(&s));
-    eprintln!("lat {:?}", s.latencies_us.iter().map(|l| l / 1000).collect::<Vec<_>>());
-    eprintln!("pub {:?}", publisher.stats());
-    Ok(())
-}
