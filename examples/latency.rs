@@ -24,7 +24,13 @@ fn pct(v: &mut [i64], p: f64) -> f64 {
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize, d: u32| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
-    let (viewers, seconds, width, height, fps) = (arg(0, 10), arg(1, 20), arg(2, 1280), arg(3, 720), arg(4, 30));
+    let (viewers, seconds, width, height, fps) = (
+        arg(0, 10),
+        arg(1, 20),
+        arg(2, 1280),
+        arg(3, 720),
+        arg(4, 30),
+    );
 
     let dir = tempfile::tempdir()?;
     let settings = ServeSettings {
@@ -33,10 +39,20 @@ async fn main() -> anyhow::Result<()> {
         public_ip: vec![],
         redis_url: None,
         shards: 0,
-        data: DataSettings { data_dir: dir.path().into(), database_url: None, jwt_secret: None },
+        payment_provider: "test".into(),
+        payment_webhook_secret: None,
+        payment_input_url: None,
+        data: DataSettings {
+            data_dir: dir.path().into(),
+            database_url: None,
+            jwt_secret: None,
+        },
     };
     let server = Server::start(&settings).await?;
-    let key = server.demo_key.clone().ok_or_else(|| anyhow::anyhow!("no demo channel"))?;
+    let key = server
+        .demo_key
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("no demo channel"))?;
     let base = format!("http://{}", server.http_addr);
 
     let mut cfg = PublisherConfig::new(format!("{base}/whip/demo"), Some(key));
@@ -68,7 +84,9 @@ async fn main() -> anyhow::Result<()> {
         errors += s.decode_errors;
     }
     let published = publisher.stats().frames_sent;
-    println!("| viewers | {width}x{height}@{fps} | frames published | frames decoded (all viewers) | decode errors | TTFF p50 | TTFF p95 | latency p50 | latency p95 | latency p99 |");
+    println!(
+        "| viewers | {width}x{height}@{fps} | frames published | frames decoded (all viewers) | decode errors | TTFF p50 | TTFF p95 | latency p50 | latency p95 | latency p99 |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     println!(
         "| {viewers} | {seconds} s | {published} | {frames} | {errors} | {:.0} ms | {:.0} ms | {:.1} ms | {:.1} ms | {:.1} ms |",

@@ -32,13 +32,38 @@ pub struct DataSettings {
 }
 
 impl DataSettings {
-    /// Opens the API (database, migrations, secret).
-    pub async fn open_api(&self, registry: &prometheus::Registry) -> anyhow::Result<Api> {
+    /// The API settings for this data.
+    pub fn api_config(&self, registry: &prometheus::Registry) -> ApiConfig {
         let mut cfg = ApiConfig::new(self.data_dir.clone());
         cfg.database_url = self.database_url.clone();
         cfg.jwt_secret = self.jwt_secret.clone();
         cfg.registry = registry.clone();
-        Api::open(cfg).await.context("opening the database")
+        cfg
+    }
+
+    /// Opens the API (database, migrations, secret).
+    pub async fn open_api(&self, registry: &prometheus::Registry) -> anyhow::Result<Api> {
+        Api::open(self.api_config(registry))
+            .await
+            .context("opening the database")
+    }
+}
+
+impl ServeSettings {
+    fn payment_provider(&self) -> anyhow::Result<onair_api::PaymentProviderConfig> {
+        match self.payment_provider.as_str() {
+            "test" => Ok(onair_api::PaymentProviderConfig::Test),
+            "webhook" => Ok(onair_api::PaymentProviderConfig::Webhook {
+                secret: self.payment_webhook_secret.clone().context(
+                    "--payment-webhook-secret is required with --payment-provider webhook",
+                )?,
+                payment_input_url: self
+                    .payment_input_url
+                    .clone()
+                    .context("--payment-input-url is required with --payment-provider webhook")?,
+            }),
+            other => anyhow::bail!("unknown payment provider {other} (use test or webhook)"),
+        }
     }
 }
 
@@ -61,6 +86,15 @@ pub struct ServeSettings {
     /// Media socket loops; 0 = one per core.
     #[arg(long, env = "ONAIR_SHARDS", default_value_t = 0)]
     pub shards: usize,
+    /// Payment provider for paid subscriptions: `test` (confirms at once) or `webhook`.
+    #[arg(long, env = "ONAIR_PAYMENT_PROVIDER", default_value = "test")]
+    pub payment_provider: String,
+    /// HMAC secret of `POST /api/payments/webhook` (webhook provider).
+    #[arg(long, env = "ONAIR_PAYMENT_WEBHOOK_SECRET", hide_env_values = true)]
+    pub payment_webhook_secret: Option<String>,
+    /// Payment page for the webhook provider; `{paymentID}` is replaced.
+    #[arg(long, env = "ONAIR_PAYMENT_INPUT_URL")]
+    pub payment_input_url: Option<String>,
     /// Database and secrets.
     #[command(flatten)]
     pub data: DataSettings,
@@ -93,7 +127,23 @@ impl Server {
     /// Opens the database, binds HTTP and media, and starts serving.
     pub async fn start(s: &ServeSettings) -> anyhow::Result<Server> {
         let registry = prometheus::Registry::new();
-        let api = s.data.open_api(&registry).await?;
+        let mut cfg = s.data.api_config(&registry);
+        cfg.payment_provider = s.payment_provider()?;
+        let api = Api::open(cfg).await.context("opening the database")?;
+        if s.redis_url.is_none() {
+            // One node owns every live stream: rows left open by a crash are not live.
+            let closed = api
+                .live()
+                .close_orphan_streams()
+                .await
+                .context("closing orphaned streams")?;
+            if closed > 0 {
+                tracing::info!(
+                    closed,
+                    "ended live-stream rows left open by the previous run"
+                );
+            }
+        }
         let demo_key = api
             .ensure_demo_channel()
             .await

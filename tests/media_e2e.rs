@@ -141,3 +141,73 @@ async fn vanished_viewer_is_torn_down_by_consent_freshness() {
     publisher.stop().await.expect("stop");
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn live_stream_row_and_watcher_count_follow_real_peers() {
+    let t = TestServer::start().await;
+    let info = || async {
+        let r = t
+            .http
+            .get(t.url("/api/channels/chan"))
+            .send()
+            .await
+            .expect("GET");
+        r.json::<serde_json::Value>().await.expect("json")
+    };
+    let count = || async {
+        let r = t
+            .http
+            .get(t.url("/api/channels/chan/live-stream/currentWatcherCount"))
+            .send()
+            .await
+            .expect("GET");
+        r.json::<serde_json::Value>().await.expect("json")["currentWatcherCount"].as_u64()
+    };
+    assert!(
+        info().await["currentStreamInfo"].is_null(),
+        "offline before the publish"
+    );
+
+    let publisher = start_publisher(&t, vec![LayerSpec::single(320, 180, 300_000)], 15).await;
+    assert!(
+        !info().await["currentStreamInfo"].is_null(),
+        "live after the publish"
+    );
+    let mut viewers = Vec::new();
+    for _ in 0..5 {
+        viewers.push(
+            play(ViewerConfig::new(t.url("/whep/chan")))
+                .await
+                .expect("play"),
+        );
+    }
+    for v in &viewers {
+        v.wait_frames(3, Duration::from_secs(20))
+            .await
+            .expect("frames");
+    }
+    assert!(
+        t.wait_for(Duration::from_secs(5), || async {
+            count().await == Some(5)
+        })
+        .await
+    );
+    assert_eq!(info().await["currentStreamInfo"]["currentWatcherCount"], 5);
+    for v in viewers {
+        v.stop().await.expect("stop");
+    }
+    assert!(
+        t.wait_for(Duration::from_secs(30), || async {
+            count().await == Some(0)
+        })
+        .await
+    );
+    publisher.stop().await.expect("stop");
+    assert!(
+        t.wait_for(Duration::from_secs(5), || async {
+            info().await["currentStreamInfo"].is_null()
+        })
+        .await
+    );
+    t.stop().await;
+}

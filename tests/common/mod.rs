@@ -26,6 +26,9 @@ impl TestServer {
             public_ip: vec![],
             redis_url: None,
             shards: 2,
+            payment_provider: "test".into(),
+            payment_webhook_secret: None,
+            payment_input_url: None,
             data: DataSettings {
                 data_dir: PathBuf::from(dir.path()),
                 database_url: None,
