@@ -26,6 +26,21 @@ async fn problem(r: reqwest::Response, status: StatusCode) -> serde_json::Value 
     v
 }
 
+/// POSTs `body` with a content type and an optional bearer token.
+async fn post(
+    t: &TestServer,
+    url: impl reqwest::IntoUrl,
+    bearer: Option<&str>,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    let mut req = t.http.post(url).header("content-type", content_type);
+    if let Some(b) = bearer {
+        req = req.bearer_auth(b);
+    }
+    req.body(body).send().await.expect("request")
+}
+
 fn whep_offer() -> String {
     fixture("chrome-simulcast-datachannel.sdp")
         .split("\r\n")
@@ -55,14 +70,7 @@ async fn whip_post_errors() {
     let sdp = fixture("obs-h264.sdp");
 
     // Missing key: 401 with a Bearer challenge.
-    let r = t
-        .http
-        .post(&url)
-        .header("content-type", "application/sdp")
-        .body(sdp.clone())
-        .send()
-        .await
-        .expect("req");
+    let r = post(&t, &url, None, "application/sdp", sdp.clone()).await;
     let www = r
         .headers()
         .get("www-authenticate")
@@ -71,26 +79,10 @@ async fn whip_post_errors() {
     problem(r, StatusCode::UNAUTHORIZED).await;
     assert!(www.is_some_and(|w| w.starts_with("Bearer")));
     // "Bearer undefined" is no key.
-    let r = t
-        .http
-        .post(&url)
-        .header("authorization", "Bearer undefined")
-        .header("content-type", "application/sdp")
-        .body(sdp.clone())
-        .send()
-        .await
-        .expect("req");
+    let r = post(&t, &url, Some("undefined"), "application/sdp", sdp.clone()).await;
     problem(r, StatusCode::UNAUTHORIZED).await;
     // Wrong key: 401 invalid_token.
-    let r = t
-        .http
-        .post(&url)
-        .bearer_auth("nope")
-        .header("content-type", "application/sdp")
-        .body(sdp.clone())
-        .send()
-        .await
-        .expect("req");
+    let r = post(&t, &url, Some("nope"), "application/sdp", sdp.clone()).await;
     let www = r
         .headers()
         .get("www-authenticate")
@@ -110,90 +102,62 @@ async fn whip_post_errors() {
         .expect("req");
     problem(demo, StatusCode::UNAUTHORIZED).await;
     // A key in the query string is not accepted.
-    let r = t
-        .http
-        .post(format!("{url}?token={}", t.key))
-        .header("content-type", "application/sdp")
-        .body(sdp.clone())
-        .send()
-        .await
-        .expect("req");
+    let r = post(
+        &t,
+        format!("{url}?token={}", t.key),
+        None,
+        "application/sdp",
+        sdp.clone(),
+    )
+    .await;
     problem(r, StatusCode::UNAUTHORIZED).await;
     // Unknown channel.
-    let r = t
-        .http
-        .post(t.url("/whip/nosuch"))
-        .bearer_auth(&t.key)
-        .header("content-type", "application/sdp")
-        .body(sdp.clone())
-        .send()
-        .await
-        .expect("req");
+    let r = post(
+        &t,
+        t.url("/whip/nosuch"),
+        Some(&t.key),
+        "application/sdp",
+        sdp.clone(),
+    )
+    .await;
     problem(r, StatusCode::NOT_FOUND).await;
     // Wrong content type.
-    let r = t
-        .http
-        .post(&url)
-        .bearer_auth(&t.key)
-        .header("content-type", "application/json")
-        .body(sdp.clone())
-        .send()
-        .await
-        .expect("req");
+    let r = post(&t, &url, Some(&t.key), "application/json", sdp.clone()).await;
     problem(r, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
     // Oversized body.
     let big = format!("{sdp}{}", "a=x-padding:0123456789\r\n".repeat(4000));
-    let r = t
-        .http
-        .post(&url)
-        .bearer_auth(&t.key)
-        .header("content-type", "application/sdp")
-        .body(big)
-        .send()
-        .await
-        .expect("req");
+    let r = post(&t, &url, Some(&t.key), "application/sdp", big).await;
     problem(r, StatusCode::PAYLOAD_TOO_LARGE).await;
     // Garbage.
-    let r = t
-        .http
-        .post(&url)
-        .bearer_auth(&t.key)
-        .header("content-type", "application/sdp")
-        .body("hello")
-        .send()
-        .await
-        .expect("req");
+    let r = post(&t, &url, Some(&t.key), "application/sdp", "hello").await;
     problem(r, StatusCode::BAD_REQUEST).await;
-    let r = t
-        .http
-        .post(&url)
-        .bearer_auth(&t.key)
-        .header("content-type", "application/sdp")
-        .body(vec![0xffu8, 0xfe, 0x00])
-        .send()
-        .await
-        .expect("req");
+    let r = post(
+        &t,
+        &url,
+        Some(&t.key),
+        "application/sdp",
+        vec![0xffu8, 0xfe, 0x00],
+    )
+    .await;
     problem(r, StatusCode::BAD_REQUEST).await;
-    let r = t
-        .http
-        .post(&url)
-        .bearer_auth(&t.key)
-        .header("content-type", "application/sdp")
-        .body("v=0\r\nm=video 9\r\n")
-        .send()
-        .await
-        .expect("req");
+    let r = post(
+        &t,
+        &url,
+        Some(&t.key),
+        "application/sdp",
+        "v=0\r\nm=video 9\r\n",
+    )
+    .await;
     problem(r, StatusCode::BAD_REQUEST).await;
     // recvonly offer: 422.
-    let r = t
-        .http
-        .post(&url)
-        .bearer_auth(&t.key)
-        .header("content-type", "application/sdp")
-        .body(sdp.replace("a=sendonly", "a=recvonly"))
-        .send()
-        .await
-        .expect("req");
+    let r = post(
+        &t,
+        &url,
+        Some(&t.key),
+        "application/sdp",
+        sdp.replace("a=sendonly", "a=recvonly"),
+    )
+    .await;
     problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
     // Two video tracks: 422.
     let video = sdp.split("m=video").nth(1).expect("video section");
@@ -202,27 +166,11 @@ async fn whip_post_errors() {
         sdp.replace("a=group:BUNDLE 0 1", "a=group:BUNDLE 0 1 2"),
         video.replace("a=mid:1", "a=mid:2")
     );
-    let r = t
-        .http
-        .post(&url)
-        .bearer_auth(&t.key)
-        .header("content-type", "application/sdp")
-        .body(two)
-        .send()
-        .await
-        .expect("req");
+    let r = post(&t, &url, Some(&t.key), "application/sdp", two).await;
     problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
     // No codec we can take: 422.
     let g722 = sdp.replace("a=rtpmap:111 opus/48000/2", "a=rtpmap:111 G722/8000");
-    let r = t
-        .http
-        .post(&url)
-        .bearer_auth(&t.key)
-        .header("content-type", "application/sdp")
-        .body(g722)
-        .send()
-        .await
-        .expect("req");
+    let r = post(&t, &url, Some(&t.key), "application/sdp", g722).await;
     problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
     // Nothing above changed anything: the channel is not live.
     assert!(!t.server.signaling.sfu().is_live("chan"));
