@@ -40,6 +40,14 @@ pub async fn list_channels(
             format!("limit must be 1 to {MAX_PAGE}"),
         ));
     }
+    // Both cursor kinds (a channel id, or a live-directory offset) use these characters only.
+    let id_chars = |c: &str| {
+        c.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    };
+    if cursor.is_some_and(|c| !id_chars(c)) {
+        return Err(Problem::bad_request("bad-query", "invalid cursor"));
+    }
     let (channels, next_cursor) = if q.live == Some(true) {
         // An offset; anything else points past the end.
         let offset: usize = match cursor {
@@ -63,13 +71,6 @@ pub async fn list_channels(
         let next = (offset + page.len() < live.len()).then(|| (offset + page.len()).to_string());
         (out, next)
     } else {
-        let id_chars = |c: &str| {
-            c.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        };
-        if cursor.is_some_and(|c| !id_chars(c)) {
-            return Err(Problem::bad_request("bad-query", "invalid cursor"));
-        }
         let rows = api.list_channels(cursor, u64::from(limit) + 1).await?;
         let more = rows.len() > limit as usize;
         let page: Vec<_> = rows.into_iter().take(limit as usize).collect();
