@@ -202,6 +202,19 @@ fn on_event(peer: &mut Peer, io: &mut Io, effects: &mut Vec<Effect>, e: Event, n
         Event::Connected => {
             peer.connected = true;
             tracing::debug!(peer = peer.id, channel = %peer.channel, "connected");
+            // A viewer's picture starts at a keyframe: ask for one the moment it can receive
+            // it, rather than at the next published packet (which may precede DTLS).
+            if let PeerRole::Viewer(v) = &mut peer.role
+                && let Some(track) = io.shared.track(&peer.channel)
+                && let (Some(f), Some(vt)) = (v.video(), track.video.as_ref())
+                && let Some(layer) = f.retarget(now, vt).or(f.target())
+            {
+                effects.push(Effect::Keyframe {
+                    shard: track.shard,
+                    publisher: track.publisher,
+                    layer,
+                });
+            }
         }
         Event::IceConnectionStateChange(s) => match s {
             IceConnectionState::Disconnected => {
@@ -606,7 +619,9 @@ impl Shard {
             let mut switched = None;
             let mut wrote = false;
             self.with_peer(id, now, |p| {
-                if p.closing_since.is_some() {
+                // Nothing is written before DTLS is up: a keyframe sent then would be lost and
+                // the viewer would wait for the next one.
+                if p.closing_since.is_some() || !p.connected {
                     return Ok(());
                 }
                 if let PeerRole::Viewer(v) = &mut p.role {
