@@ -70,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(seconds as u64)).await;
 
     let mut ttff: Vec<i64> = Vec::new();
+    let (mut offer, mut answer, mut connected) = (Vec::new(), Vec::new(), Vec::new());
     let mut lat: Vec<i64> = Vec::new();
     let (mut frames, mut errors) = (0, 0);
     for v in &vs {
@@ -77,6 +78,10 @@ async fn main() -> anyhow::Result<()> {
         if let Some(d) = s.first_frame_after {
             ttff.push(d.as_micros() as i64);
         }
+        let us = |d: Option<Duration>| d.map(|d| d.as_micros() as i64);
+        offer.extend(us(s.offer_ready_after));
+        answer.extend(us(s.answered_after));
+        connected.extend(us(s.connected_after));
         // Skip the first second of each viewer: the join itself is what TTFF measures.
         let skip = (fps as usize).min(s.latencies_us.len());
         lat.extend_from_slice(&s.latencies_us[skip..]);
@@ -95,6 +100,13 @@ async fn main() -> anyhow::Result<()> {
         pct(&mut lat, 50.0) / 1000.0,
         pct(&mut lat, 95.0) / 1000.0,
         pct(&mut lat, 99.0) / 1000.0,
+    );
+    println!(
+        "\nTTFF breakdown (p50): offer gathered {:.0} ms, WHEP answer {:.0} ms, connected {:.0} ms, first frame {:.0} ms",
+        pct(&mut offer, 50.0) / 1000.0,
+        pct(&mut answer, 50.0) / 1000.0,
+        pct(&mut connected, 50.0) / 1000.0,
+        pct(&mut ttff, 50.0) / 1000.0,
     );
     for v in vs {
         let _ = v.stop().await;

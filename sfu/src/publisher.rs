@@ -190,8 +190,24 @@ impl PublisherState {
         })
     }
 
-    /// Asks the publisher for a keyframe on `layer` unless one was asked for too recently.
+    /// Asks the publisher for a keyframe on `layer` unless one was asked for too recently (then
+    /// the request is deferred to [`PublisherState::deferred_keyframes`]).
     pub fn request_keyframe(&mut self, rtc: &mut Rtc, now: Instant, layer: usize) -> bool {
+        if !self.throttle.allow(now, layer) {
+            return false;
+        }
+        self.send_keyframe_request(rtc, layer)
+    }
+
+    /// Sends the keyframe requests the throttle held back and now allows; returns how many.
+    pub fn deferred_keyframes(&mut self, rtc: &mut Rtc, now: Instant) -> usize {
+        let due = self.throttle.due(now);
+        due.into_iter()
+            .filter(|&l| self.send_keyframe_request(rtc, l))
+            .count()
+    }
+
+    fn send_keyframe_request(&mut self, rtc: &mut Rtc, layer: usize) -> bool {
         let Some(mid) = self.video_mid else {
             return false;
         };
@@ -203,9 +219,6 @@ impl PublisherState {
         else {
             return false;
         };
-        if !self.throttle.allow(now, layer) {
-            return false;
-        }
         let mut api = rtc.direct_api();
         match api.stream_rx_by_mid(mid, rid) {
             Some(s) => {

@@ -202,19 +202,6 @@ fn on_event(peer: &mut Peer, io: &mut Io, effects: &mut Vec<Effect>, e: Event, n
         Event::Connected => {
             peer.connected = true;
             tracing::debug!(peer = peer.id, channel = %peer.channel, "connected");
-            // A viewer's picture starts at a keyframe: ask for one the moment it can receive
-            // it, rather than at the next published packet (which may precede DTLS).
-            if let PeerRole::Viewer(v) = &mut peer.role
-                && let Some(track) = io.shared.track(&peer.channel)
-                && let (Some(f), Some(vt)) = (v.video(), track.video.as_ref())
-                && let Some(layer) = f.retarget(now, vt).or(f.target())
-            {
-                effects.push(Effect::Keyframe {
-                    shard: track.shard,
-                    publisher: track.publisher,
-                    layer,
-                });
-            }
         }
         Event::IceConnectionStateChange(s) => match s {
             IceConnectionState::Disconnected => {
@@ -619,9 +606,9 @@ impl Shard {
             let mut switched = None;
             let mut wrote = false;
             self.with_peer(id, now, |p| {
-                // Nothing is written before DTLS is up: a keyframe sent then would be lost and
-                // the viewer would wait for the next one.
-                if p.closing_since.is_some() || !p.connected {
+                // Writes before DTLS is up are queued by str0m and leave once SRTP is ready, so
+                // the viewer's first keyframe is not lost by starting early.
+                if p.closing_since.is_some() {
                     return Ok(());
                 }
                 if let PeerRole::Viewer(v) = &mut p.role {
@@ -680,6 +667,7 @@ impl Shard {
         let mut dead = Vec::new();
         let mut keyframes = Vec::new();
         let mut bwe_targets = Vec::new();
+        let mut publishers = Vec::new();
         // One registry lookup per channel per tick, not per viewer.
         let mut tracks: HashMap<Arc<str>, Option<Arc<crate::track::TrackInfo>>> = HashMap::new();
         for (id, p) in self.peers.iter_mut() {
@@ -698,6 +686,7 @@ impl Shard {
             match &mut p.role {
                 PeerRole::Publisher(ps) => {
                     ps.tick(now);
+                    publishers.push(*id);
                     if report_layers && let Some(v) = &ps.track.video {
                         let layers = v
                             .layers
@@ -737,6 +726,19 @@ impl Shard {
                     }
                 }
             }
+        }
+        for id in publishers {
+            let mut sent = 0;
+            self.with_peer(id, now, |p| {
+                if let PeerRole::Publisher(ps) = &mut p.role {
+                    sent = ps.deferred_keyframes(&mut p.rtc, now);
+                }
+                Ok(())
+            });
+            self.shared
+                .metrics
+                .keyframe_requests_sent
+                .inc_by(sent as u64);
         }
         for (id, top) in bwe_targets {
             self.with_peer(id, now, |p| {

@@ -121,6 +121,12 @@ pub struct ViewerStats {
     pub pattern_misses: u64,
     /// PLIs sent.
     pub plis_sent: u64,
+    /// From `play()` to the offer being ready (ICE gathering done).
+    pub offer_ready_after: Option<Duration>,
+    /// From `play()` to the WHEP answer.
+    pub answered_after: Option<Duration>,
+    /// From `play()` to the peer connection reporting connected.
+    pub connected_after: Option<Duration>,
     /// Current peer connection state.
     pub connection_state: RTCPeerConnectionState,
 }
@@ -202,6 +208,7 @@ pub async fn play_with(
         .await
         .context("set_local_description")?;
     let offer_sdp = gathered_local_sdp(&pc, &mut events.gathering, opts.gather_timeout).await?;
+    let offer_ready_after = started.elapsed();
     tracing::debug!(%offer_sdp, "WHEP offer");
     let negotiated = match exchange.negotiate(offer_sdp).await {
         Ok(n) => n,
@@ -211,8 +218,14 @@ pub async fn play_with(
         }
     };
     tracing::debug!(answer = %negotiated.answer, "WHEP answer");
+    let answered_after = started.elapsed();
 
     let counters = Arc::new(Mutex::new(Counters::default()));
+    {
+        let mut c = counters.lock();
+        c.stats.offer_ready_after = Some(offer_ready_after);
+        c.stats.answered_after = Some(answered_after);
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let mut viewer = Viewer {
         pc: pc.clone(),
@@ -273,6 +286,7 @@ pub async fn play_with(
         .context("adding TCP candidate")?;
     }
     wait_connected(&mut events.state, opts.connect_timeout).await?;
+    counters.lock().stats.connected_after = Some(started.elapsed());
     Ok(viewer)
 }
 
