@@ -211,3 +211,67 @@ async fn live_stream_row_and_watcher_count_follow_real_peers() {
     );
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn data_channel_in_a_whep_offer_is_surfaced_to_the_server() {
+    use onair_sfu::SfuEvent;
+
+    let t = TestServer::start().await;
+    let publisher = start_publisher(&t, vec![LayerSpec::single(320, 180, 300_000)], 15).await;
+    let sfu = t.server.signaling.sfu().clone();
+    let mut events = sfu.subscribe();
+    let mut cfg = ViewerConfig::new(t.url("/whep/chan"));
+    cfg.data_channel = true;
+    let v = play(cfg).await.expect("play");
+
+    // The server sees the channel open...
+    let peer = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(SfuEvent::DataOpen { peer, label }) = events.recv().await {
+                assert_eq!(label, "chat");
+                return peer;
+            }
+        }
+    })
+    .await
+    .expect("data channel opened");
+    assert_eq!(t.metric("onair_sfu_data_channels").await, 1.0);
+    // ...receives the client's text...
+    v.send_text("hello from the viewer").await.expect("send");
+    let text = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Ok(SfuEvent::DataText {
+                peer: p,
+                label,
+                text,
+            }) = events.recv().await
+            {
+                assert_eq!((p, label.as_str()), (peer, "chat"));
+                return text;
+            }
+        }
+    })
+    .await
+    .expect("text arrives");
+    assert_eq!(text, "hello from the viewer");
+    // ...and can write back on it.
+    sfu.send_text(peer, "chat", "hello from the server".into())
+        .expect("send_text");
+    let got = tokio::time::timeout(Duration::from_secs(5), v.recv_text())
+        .await
+        .expect("in time");
+    assert_eq!(got.as_deref(), Some("hello from the server"));
+    // Video flows on the same connection.
+    v.wait_frames(5, Duration::from_secs(10))
+        .await
+        .expect("frames");
+    v.stop().await.expect("stop");
+    assert!(
+        t.wait_for(Duration::from_secs(5), || async {
+            t.metric("onair_sfu_data_channels").await == 0.0
+        })
+        .await
+    );
+    publisher.stop().await.expect("stop");
+    t.stop().await;
+}
