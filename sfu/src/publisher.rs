@@ -117,6 +117,7 @@ pub(crate) struct PublisherState {
     meters: Vec<RateMeter>,
     throttle: KeyframeThrottle,
     video_mid: Option<Mid>,
+    keyframe_kind: KeyframeRequestKind,
 }
 
 impl PublisherState {
@@ -128,7 +129,24 @@ impl PublisherState {
             meters: (0..layers).map(|_| RateMeter::default()).collect(),
             throttle: KeyframeThrottle::default(),
             video_mid: None,
+            keyframe_kind: KeyframeRequestKind::Pli,
         }
+    }
+
+    /// Uses FIR for keyframe requests when the publisher negotiated FIR but not PLI.
+    pub fn with_negotiated_feedback(mut self, rtc: &Rtc) -> Self {
+        let video = rtc
+            .codec_config()
+            .params()
+            .iter()
+            .find(|p| p.spec().codec.is_video());
+        if let Some(p) = video
+            && !p.fb_pli()
+            && p.fb_fir()
+        {
+            self.keyframe_kind = KeyframeRequestKind::Fir;
+        }
+        self
     }
 
     /// Learns which track and layer an SSRC carries. OBS sends no `a=ssrc` with simulcast, and
@@ -222,7 +240,7 @@ impl PublisherState {
         let mut api = rtc.direct_api();
         match api.stream_rx_by_mid(mid, rid) {
             Some(s) => {
-                s.request_keyframe(KeyframeRequestKind::Pli);
+                s.request_keyframe(self.keyframe_kind);
                 true
             }
             None => false,
