@@ -18,6 +18,13 @@ pub struct ChatChannel {
     task: JoinHandle<()>,
 }
 
+/// Sends on an optional chat channel (an error when the client was built without one).
+pub(crate) async fn send_on(chat: Option<&ChatChannel>, text: &str) -> anyhow::Result<()> {
+    chat.ok_or_else(|| anyhow::anyhow!("no data channel configured"))?
+        .send(text)
+        .await
+}
+
 impl ChatChannel {
     pub(crate) fn spawn(dc: Arc<dyn DataChannel>) -> Self {
         let (open_tx, open) = watch::channel(false);

@@ -224,6 +224,20 @@ pub(crate) async fn gathered_local_sdp(
 }
 
 /// Waits for `connected`; fails early on `failed`/`closed`.
+/// Waits until a peer connection reaches `state`.
+pub(crate) async fn wait_state(
+    state_rx: &watch::Receiver<RTCPeerConnectionState>,
+    state: RTCPeerConnectionState,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let mut rx = state_rx.clone();
+    tokio::time::timeout(timeout, rx.wait_for(|s| *s == state))
+        .await
+        .map_err(|_| anyhow::anyhow!("state {state} not reached in {timeout:?}"))?
+        .map_err(|_| anyhow::anyhow!("peer connection dropped"))?;
+    Ok(())
+}
+
 pub(crate) async fn wait_connected(
     state: &mut watch::Receiver<RTCPeerConnectionState>,
     timeout: Duration,

@@ -439,12 +439,7 @@ impl Publisher {
         state: RTCPeerConnectionState,
         timeout: Duration,
     ) -> anyhow::Result<()> {
-        let mut rx = self.state.clone();
-        tokio::time::timeout(timeout, rx.wait_for(|s| *s == state))
-            .await
-            .map_err(|_| anyhow::anyhow!("state {state} not reached in {timeout:?}"))?
-            .map_err(|_| anyhow::anyhow!("peer connection dropped"))?;
-        Ok(())
+        super::peer::wait_state(&self.state, state, timeout).await
     }
 
     /// The chat data channel, if configured.
@@ -454,8 +449,7 @@ impl Publisher {
 
     /// Sends a text message on the chat data channel.
     pub async fn send_text(&self, text: &str) -> anyhow::Result<()> {
-        let chat = self.chat.as_ref().context("no data channel configured")?;
-        chat.send(text).await
+        super::chat::send_on(self.chat.as_ref(), text).await
     }
 
     /// The next text message received on the chat data channel (`None` if none configured or
