@@ -463,6 +463,7 @@ fn connect(
         audio_mid: Some(audio_mid.to_string()),
         video_mid: Some(video_mid.to_string()),
         rids: Vec::new(),
+        fir_only: false,
     };
     let (mut server, _creds) = factory.build(&plan, true, start);
     let answer = server.sdp_api().accept_offer(offer).expect("accept offer");

@@ -127,7 +127,7 @@ impl Sfu {
         let peer = self.shared.next_peer_id();
         let track =
             publisher::track_info(&mut rtc, channel, peer, &plan, self.shared.shard_for(peer))?;
-        let state = publisher::PublisherState::new(track.clone()).with_negotiated_feedback(&rtc);
+        let state = publisher::PublisherState::new(track.clone()).with_fir(plan.fir_only);
         self.shared.add_peer(
             peer,
             channel,

@@ -133,17 +133,9 @@ impl PublisherState {
         }
     }
 
-    /// Uses FIR for keyframe requests when the publisher negotiated FIR but not PLI.
-    pub fn with_negotiated_feedback(mut self, rtc: &Rtc) -> Self {
-        let video = rtc
-            .codec_config()
-            .params()
-            .iter()
-            .find(|p| p.spec().codec.is_video());
-        if let Some(p) = video
-            && !p.fb_pli()
-            && p.fb_fir()
-        {
+    /// Uses FIR for keyframe requests when the publisher's offer takes FIR but not PLI.
+    pub fn with_fir(mut self, fir_only: bool) -> Self {
+        if fir_only {
             self.keyframe_kind = KeyframeRequestKind::Fir;
         }
         self

@@ -36,6 +36,8 @@ pub struct MediaPlan {
     pub video_mid: Option<String>,
     /// Simulcast RIDs the offer sends, in offer order (empty: not simulcast).
     pub rids: Vec<String>,
+    /// The offer's video accepts FIR but not PLI feedback: request keyframes with FIR.
+    pub fir_only: bool,
 }
 
 /// Initial bandwidth estimate for viewers before TWCC feedback says otherwise.

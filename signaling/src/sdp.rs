@@ -49,6 +49,8 @@ pub struct Format {
     pub channels: Option<u8>,
     /// The `a=fmtp` parameters, if any.
     pub fmtp: String,
+    /// The `a=rtcp-fb` values for this payload type (`nack pli`, `ccm fir`...).
+    pub feedback: Vec<String>,
 }
 
 /// One m-section of an offer.
@@ -126,6 +128,7 @@ impl Offer {
                         clock: 0,
                         channels: None,
                         fmtp: String::new(),
+                        feedback: Vec::new(),
                     })
                     .collect();
                 media.push(MediaSection {
@@ -187,6 +190,13 @@ impl Offer {
                     let Ok(pt) = pt.parse::<u8>() else { continue };
                     if let Some(f) = m.formats.iter_mut().find(|f| f.pt == pt) {
                         f.fmtp = params.trim().to_string();
+                    }
+                }
+                "rtcp-fb" => {
+                    let (pt, fb) = value.split_once(' ').unwrap_or((value, ""));
+                    let Ok(pt) = pt.parse::<u8>() else { continue };
+                    if let Some(f) = m.formats.iter_mut().find(|f| f.pt == pt) {
+                        f.feedback.push(fb.trim().to_ascii_lowercase());
                     }
                 }
                 _ => {}
@@ -331,6 +341,13 @@ pub fn publisher_plan(offer: &Offer) -> Result<MediaPlan, PolicyError> {
         })?);
         plan.video_mid = m.mid.clone();
         plan.rids = m.send_rids.clone();
+        let fb = m
+            .formats
+            .iter()
+            .find(|f| plan.video.is_some_and(|v| v.pt == f.pt))
+            .map(|f| f.feedback.as_slice())
+            .unwrap_or_default();
+        plan.fir_only = fb.iter().any(|x| x == "ccm fir") && !fb.iter().any(|x| x == "nack pli");
     }
     Ok(plan)
 }
@@ -472,6 +489,21 @@ mod tests {
             a,
             "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtcp-mux\r\na=rtcp-mux-only\r\na=mid:0\r\n"
         );
+    }
+
+    #[test]
+    fn keyframe_request_kind_follows_the_offered_feedback() {
+        let offer = |fb: &str| {
+            format!(
+                "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=sendonly\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1\r\n{fb}"
+            )
+        };
+        let plan =
+            |fb: &str| publisher_plan(&Offer::parse(&offer(fb)).expect("parses")).expect("plan");
+        assert!(plan("a=rtcp-fb:96 ccm fir\r\n").fir_only);
+        assert!(!plan("a=rtcp-fb:96 ccm fir\r\na=rtcp-fb:96 nack pli\r\n").fir_only);
+        assert!(!plan("a=rtcp-fb:96 nack pli\r\n").fir_only);
+        assert!(!plan("").fir_only);
     }
 
     #[test]
