@@ -41,6 +41,24 @@ async fn post(
     req.body(body).send().await.expect("request")
 }
 
+/// The trickle-ICE fragment media type.
+const SDPFRAG: &str = "application/trickle-ice-sdpfrag";
+
+/// PATCHes a session with a content type, an optional entity-tag header and a body.
+async fn patch_frag(
+    t: &TestServer,
+    url: &str,
+    content_type: &str,
+    tag: Option<(&str, &str)>,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    let mut req = t.http.patch(url).header("content-type", content_type);
+    if let Some((name, value)) = tag {
+        req = req.header(name, value);
+    }
+    req.body(body).send().await.expect("PATCH")
+}
+
 fn whep_offer() -> String {
     fixture("chrome-simulcast-datachannel.sdp")
         .split("\r\n")
@@ -241,82 +259,85 @@ async fn whip_session_patch_and_delete() {
         .to_string();
     let etag = r.headers()["etag"].to_str().expect("etag").to_string();
     let trickle = "a=ice-options:trickle\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=ice-ufrag:Fy5b\r\na=ice-pwd:kYxVgBLfvJc3AXp3NbzlBg\r\na=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host\r\na=candidate:2 1 udp 2130706431 abc.local 40001 typ host\r\na=end-of-candidates\r\n";
-    let patch = |ct: &str| {
-        t.http
-            .patch(&location)
-            .header("content-type", ct.to_string())
-    };
 
     // Wrong type, no precondition, wrong precondition, garbage.
     problem(
-        patch("application/sdp")
-            .header("if-match", &etag)
-            .body(trickle)
-            .send()
-            .await
-            .expect("r"),
+        patch_frag(
+            &t,
+            &location,
+            "application/sdp",
+            Some(("if-match", etag.as_str())),
+            trickle,
+        )
+        .await,
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
     )
     .await;
     problem(
-        patch("application/trickle-ice-sdpfrag")
-            .body(trickle)
-            .send()
-            .await
-            .expect("r"),
+        patch_frag(&t, &location, SDPFRAG, None, trickle).await,
         StatusCode::PRECONDITION_REQUIRED,
     )
     .await;
     problem(
-        patch("application/trickle-ice-sdpfrag")
-            .header("if-match", "\"stale\"")
-            .body(trickle)
-            .send()
-            .await
-            .expect("r"),
+        patch_frag(
+            &t,
+            &location,
+            SDPFRAG,
+            Some(("if-match", "\"stale\"")),
+            trickle,
+        )
+        .await,
         StatusCode::PRECONDITION_FAILED,
     )
     .await;
     problem(
-        patch("application/trickle-ice-sdpfrag")
-            .header("if-match", &etag)
-            .body("nonsense")
-            .send()
-            .await
-            .expect("r"),
+        patch_frag(
+            &t,
+            &location,
+            SDPFRAG,
+            Some(("if-match", etag.as_str())),
+            "nonsense",
+        )
+        .await,
         StatusCode::BAD_REQUEST,
     )
     .await;
 
     // Trickle: 204, no body, no ETag; the mDNS candidate is dropped silently.
-    let r = patch("application/trickle-ice-sdpfrag")
-        .header("if-match", &etag)
-        .body(trickle)
-        .send()
-        .await
-        .expect("r");
+    let r = patch_frag(
+        &t,
+        &location,
+        "application/trickle-ice-sdpfrag",
+        Some(("if-match", etag.as_str())),
+        trickle,
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert!(r.headers().get("etag").is_none());
     assert!(r.text().await.expect("body").is_empty());
     // A client that sends its tag in an `ETag:` request header instead is understood.
-    let r = patch("application/trickle-ice-sdpfrag")
-        .header("etag", &etag)
-        .body(trickle)
-        .send()
-        .await
-        .expect("r");
+    let r = patch_frag(
+        &t,
+        &location,
+        "application/trickle-ice-sdpfrag",
+        Some(("etag", etag.as_str())),
+        trickle,
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
 
     // ICE restart: new credentials with If-Match "*": 200, fragment body, new ETag.
     let restart = trickle
         .replace("Fy5b", "NeWu")
         .replace("kYxVgBLfvJc3AXp3NbzlBg", "NewPasswordNewPassword22");
-    let r = patch("application/trickle-ice-sdpfrag")
-        .header("if-match", "*")
-        .body(restart.clone())
-        .send()
-        .await
-        .expect("r");
+    let r = patch_frag(
+        &t,
+        &location,
+        "application/trickle-ice-sdpfrag",
+        Some(("if-match", "*")),
+        restart.clone(),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(
         r.headers()["content-type"],
@@ -332,21 +353,25 @@ async fn whip_session_patch_and_delete() {
     );
     // The old tag no longer matches.
     problem(
-        patch("application/trickle-ice-sdpfrag")
-            .header("if-match", &etag)
-            .body(restart.clone())
-            .send()
-            .await
-            .expect("r"),
+        patch_frag(
+            &t,
+            &location,
+            SDPFRAG,
+            Some(("if-match", etag.as_str())),
+            restart.clone(),
+        )
+        .await,
         StatusCode::PRECONDITION_FAILED,
     )
     .await;
-    let r = patch("application/trickle-ice-sdpfrag")
-        .header("if-match", &new_etag)
-        .body(restart)
-        .send()
-        .await
-        .expect("r");
+    let r = patch_frag(
+        &t,
+        &location,
+        "application/trickle-ice-sdpfrag",
+        Some(("if-match", new_etag.as_str())),
+        restart,
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
 
     // GET on the session -> 2xx.
@@ -374,12 +399,14 @@ async fn whip_session_patch_and_delete() {
     )
     .await;
     problem(
-        patch("application/trickle-ice-sdpfrag")
-            .header("if-match", &new_etag)
-            .body(trickle)
-            .send()
-            .await
-            .expect("r"),
+        patch_frag(
+            &t,
+            &location,
+            SDPFRAG,
+            Some(("if-match", new_etag.as_str())),
+            trickle,
+        )
+        .await,
         StatusCode::NOT_FOUND,
     )
     .await;
