@@ -77,7 +77,8 @@ pub enum WebhookFailure {
     Api(#[from] ApiError),
 }
 
-fn check_tier(tier: i64) -> ApiResult<u8> {
+/// A tier as the API accepts it: 1, 2 or 3 (`invalid-tier` otherwise).
+pub(crate) fn check_tier(tier: i64) -> ApiResult<u8> {
     match tier {
         1..=3 => Ok(tier as u8),
         _ => Err(ApiError::invalid("invalid-tier", "tier must be 1, 2 or 3")),

@@ -286,7 +286,7 @@ pub struct SubscribeQuery {
     pub op: String,
 }
 
-/// Body of SUBSCRIBE (absent or null = tier 1; ignored by UNSUBSCRIBE).
+/// Body of SUBSCRIBE (absent or null = tier 1); UNSUBSCRIBE needs none but rejects a bad tier.
 #[derive(Deserialize, ToSchema)]
 pub struct SubscribeRequest {
     /// 1, 2 or 3 (422 otherwise).

@@ -151,6 +151,10 @@ pub async fn subscriptions(
             }
         }
         "UNSUBSCRIBE" => {
+            // The tier is not needed here, but a bad one is still bad input.
+            if let Some(b) = &body {
+                crate::subscriptions::check_tier(b.tier)?;
+            }
             let info = api.unsubscribe(&channel_id, &user.sub).await?;
             Ok((
                 cache(NO_STORE),

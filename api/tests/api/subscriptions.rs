@@ -164,6 +164,15 @@ async fn test_provider_lifecycle(b: Backend) {
             "invalid-body"
         };
         expect_problem(resp, 422, slug).await;
+        // UNSUBSCRIBE needs no tier, but a bad one is still refused.
+        let resp = s
+            .post_json(
+                &format!("{SUBS}?op=UNSUBSCRIBE"),
+                Some(&bob),
+                &json!({"tier": tier}),
+            )
+            .await;
+        expect_problem(resp, 422, slug).await;
     }
     // no body: tier 1; 3.0 is an integer in JSON Schema's sense
     let body = json(
