@@ -100,6 +100,18 @@ impl Sessions {
         Some(f(s))
     }
 
+    /// Removes a session of the given kind and channel, under one lock.
+    pub fn take(&self, kind: Kind, channel: &str, id: &str) -> Option<Session> {
+        let mut g = self.inner.lock();
+        if g.get(id)
+            .is_some_and(|s| s.kind == kind && s.channel == channel)
+        {
+            g.remove(id)
+        } else {
+            None
+        }
+    }
+
     /// Removes a session by id.
     pub fn remove(&self, id: &str) -> Option<Session> {
         self.inner.lock().remove(id)

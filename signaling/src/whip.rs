@@ -273,10 +273,10 @@ pub(crate) async fn end(
     channel: &str,
     id: &str,
 ) -> Result<StatusCode, Problem> {
-    let exists = s.inner.sessions.with(kind, channel, id, |_| ()).is_some();
-    let sess = exists
-        .then(|| s.inner.sessions.remove(id))
-        .flatten()
+    let sess = s
+        .inner
+        .sessions
+        .take(kind, channel, id)
         .ok_or_else(|| Problem::not_found("no such session"))?;
     let _ = s.inner.sfu.close(sess.peer);
     s.end_stream(&sess).await;
