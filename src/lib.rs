@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use clap::Args;
 use onair_api::{Api, ApiConfig};
+use onair_chat::{Chat, ChatConfig};
 use onair_sfu::{Sfu, SfuConfig};
 use onair_signaling::Signaling;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -80,7 +81,7 @@ pub struct ServeSettings {
     /// Default: the bound address, or every interface address when bound to 0.0.0.0.
     #[arg(long = "public-ip", env = "ONAIR_PUBLIC_IP", value_delimiter = ',')]
     pub public_ip: Vec<IpAddr>,
-    /// Redis URL for many nodes (chat bus and counters). Unset: single node.
+    /// Redis URL for many nodes (chat bus and history cache). Unset: single node.
     #[arg(long, env = "ONAIR_REDIS_URL")]
     pub redis_url: Option<String>,
     /// Media socket loops; 0 = one per core.
@@ -110,6 +111,8 @@ pub struct Server {
     pub api: Api,
     /// WHIP/WHEP signaling and the media plane under it.
     pub signaling: Signaling,
+    /// Live chat.
+    pub chat: Chat,
     /// The demo channel's stream key, when this start created it.
     pub demo_key: Option<String>,
     registry: prometheus::Registry,
@@ -148,11 +151,6 @@ impl Server {
             .ensure_demo_channel()
             .await
             .context("creating the demo channel")?;
-        if s.redis_url.is_some() {
-            tracing::warn!(
-                "--redis-url is accepted but this build serves one node (the chat bus comes with the chat service)"
-            );
-        }
         let sfu = Sfu::start(
             SfuConfig {
                 bind: s.media_addr,
@@ -169,9 +167,33 @@ impl Server {
         let fallback = format!("http://{http_addr}");
         let signaling = Signaling::new(sfu.clone(), api.clone(), fallback);
         signaling.spawn_event_pump();
+        let chat = Chat::start(
+            api.clone(),
+            ChatConfig {
+                redis_url: s.redis_url.clone(),
+                ..Default::default()
+            },
+            &registry,
+        )
+        .context("starting chat")?;
+        let sessions = signaling.clone();
+        onair_chat::datachannel::spawn_bridge(
+            chat.clone(),
+            sfu.clone(),
+            std::sync::Arc::new(move |peer| {
+                sessions
+                    .peer_session(peer)
+                    .map(|(kind, channel, claims)| onair_chat::datachannel::PeerSession {
+                        channel,
+                        claims,
+                        publisher: kind == onair_signaling::sessions::Kind::Whip,
+                    })
+            }),
+        );
 
         let app = Router::new()
             .merge(signaling.router())
+            .merge(chat.router())
             .merge(api.router())
             .merge(
                 Router::new()
@@ -204,6 +226,7 @@ impl Server {
             media_addr: sfu.local_addr(),
             api,
             signaling,
+            chat,
             demo_key,
             registry,
             stop,

@@ -186,6 +186,14 @@ impl Api {
         }
     }
 
+    /// The account of `user_id`, if it exists.
+    pub async fn account(&self, user_id: &str) -> ApiResult<Option<Account>> {
+        Ok(users::Entity::find_by_id(user_id.to_string())
+            .one(self.db())
+            .await?
+            .map(Account::from))
+    }
+
     /// Signs a token for an account with the configured lifetime.
     pub fn issue_token(&self, account: &Account) -> ApiResult<String> {
         let roles: Vec<&str> = account.roles.iter().map(String::as_str).collect();

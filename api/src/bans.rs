@@ -111,6 +111,12 @@ impl Api {
         Ok(hit)
     }
 
+    /// Drops the cached ban list of a channel so the next check reads the database: another
+    /// node announced a ban or unban.
+    pub fn forget_bans(&self, channel_id: &str) {
+        self.inner.bans.channels.write().remove(channel_id);
+    }
+
     async fn load_bans(&self, channel_id: &str) -> ApiResult<HashMap<String, BanInfo>> {
         let rows = channel_users::Entity::find()
             .filter(channel_users::Column::ChannelId.eq(channel_id))

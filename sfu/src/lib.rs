@@ -261,10 +261,23 @@ impl Sfu {
     }
 
     /// Sends a text message on a peer's data channel with the given label.
-    pub fn send_text(&self, peer: PeerId, label: &str, text: String) -> Result<(), SfuError> {
+    pub fn send_text(
+        &self,
+        peer: PeerId,
+        label: &str,
+        text: impl Into<Arc<str>>,
+    ) -> Result<(), SfuError> {
         self.shared.send(
             peer,
-            ShardMsg::Command(peer, Command::SendText(label.to_string(), text)),
+            ShardMsg::Command(peer, Command::SendText(label.to_string(), text.into())),
+        )
+    }
+
+    /// Closes one data channel of a peer (the rest of the session stays).
+    pub fn close_data_channel(&self, peer: PeerId, label: &str) -> Result<(), SfuError> {
+        self.shared.send(
+            peer,
+            ShardMsg::Command(peer, Command::CloseChannel(label.to_string())),
         )
     }
 

@@ -35,6 +35,8 @@ const CONSENT_TIMEOUT: Duration = Duration::from_secs(30);
 const TICK: Duration = Duration::from_millis(200);
 /// How long a viewer waits for a keyframe before asking again.
 const KEYFRAME_PATIENCE: Duration = Duration::from_secs(1);
+/// Bytes a data channel may have queued for its receiver before it is closed as too slow.
+const DATA_BUFFER_LIMIT: usize = 1024 * 1024;
 /// How long a closing peer gets to flush its goodbyes.
 const CLOSE_GRACE: Duration = Duration::from_millis(500);
 
@@ -59,7 +61,8 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<(String, String), SfuError>>,
     },
     SelectLayer(Option<String>),
-    SendText(String, String),
+    SendText(String, Arc<str>),
+    CloseChannel(String),
     Close,
 }
 
@@ -478,10 +481,28 @@ impl Shard {
             }
             Command::SendText(label, text) => {
                 self.with_peer(id, now, |p| {
-                    let cid = p.labels.iter().find(|(_, l)| **l == label).map(|(c, _)| *c);
-                    if let Some(mut ch) = cid.and_then(|c| p.rtc.channel(c)) {
-                        ch.write(false, text.as_bytes())
-                            .map_err(|e| e.to_string())?;
+                    let Some(cid) = p.labels.iter().find(|(_, l)| **l == label).map(|(c, _)| *c)
+                    else {
+                        return Ok(());
+                    };
+                    let Some(mut ch) = p.rtc.channel(cid) else {
+                        return Ok(());
+                    };
+                    // A receiver that stopped reading must not grow our memory without bound:
+                    // close its channel (the owner of the channel hears DataClose).
+                    if ch.buffered_amount() > DATA_BUFFER_LIMIT {
+                        p.rtc.direct_api().close_data_channel(cid);
+                        return Err(format!("data channel {label} closed: receiver too slow"));
+                    }
+                    ch.write(false, text.as_bytes())
+                        .map_err(|e| e.to_string())?;
+                    Ok(())
+                });
+            }
+            Command::CloseChannel(label) => {
+                self.with_peer(id, now, |p| {
+                    if let Some(cid) = p.labels.iter().find(|(_, l)| **l == label).map(|(c, _)| *c) {
+                        p.rtc.direct_api().close_data_channel(cid);
                     }
                     Ok(())
                 });

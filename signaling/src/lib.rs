@@ -88,6 +88,11 @@ impl Signaling {
         &self.inner.sfu
     }
 
+    /// Kind, channel and signed-in viewer of a peer's session (the chat bridge asks).
+    pub fn peer_session(&self, peer: onair_sfu::PeerId) -> Option<(Kind, String, Option<onair_api::Claims>)> {
+        self.inner.sessions.by_peer(peer)
+    }
+
     /// Live sessions (WHIP and WHEP) on this node.
     pub fn session_count(&self) -> usize {
         self.inner.sessions.ids().len()

@@ -124,6 +124,15 @@ impl Sessions {
         g.remove(&id)
     }
 
+    /// Kind, channel and viewer of a peer's session.
+    pub fn by_peer(&self, peer: PeerId) -> Option<(Kind, String, Option<Claims>)> {
+        self.inner
+            .lock()
+            .values()
+            .find(|s| s.peer == peer)
+            .map(|s| (s.kind, s.channel.clone(), s.user.clone()))
+    }
+
     /// Peers of a channel's sessions of one kind.
     pub fn peers(&self, kind: Kind, channel: &str) -> Vec<PeerId> {
         self.inner

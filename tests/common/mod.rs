@@ -20,22 +20,9 @@ impl TestServer {
     pub async fn start() -> TestServer {
         let _ = tracing_subscriber_init();
         let dir = tempfile::tempdir().expect("temp dir");
-        let settings = ServeSettings {
-            http_addr: "127.0.0.1:0".parse().expect("addr"),
-            media_addr: "127.0.0.1:0".parse().expect("addr"),
-            public_ip: vec![],
-            redis_url: None,
-            shards: 2,
-            payment_provider: "test".into(),
-            payment_webhook_secret: None,
-            payment_input_url: None,
-            data: DataSettings {
-                data_dir: PathBuf::from(dir.path()),
-                database_url: None,
-                jwt_secret: None,
-            },
-        };
-        let server = Server::start(&settings).await.expect("server starts");
+        let server = Server::start(&settings(dir.path()))
+            .await
+            .expect("server starts");
         let created = server
             .api
             .create_channel(onair_api::NewChannel {
@@ -53,6 +40,18 @@ impl TestServer {
             key: created.stream_key,
             http: reqwest::Client::new(),
         }
+    }
+
+    /// A user JWT for `user` (no account needed to chat).
+    pub fn token(&self, user: &str) -> String {
+        self.server
+            .api
+            .issue_token(&onair_api::accounts::Account {
+                user_id: user.into(),
+                name: format!("{user} name"),
+                roles: vec![],
+            })
+            .expect("token")
     }
 
     /// Base URL of the HTTP server.
@@ -94,9 +93,50 @@ impl TestServer {
         false
     }
 
+    /// Stops the server and starts a new one on the same data dir (a node restart).
+    pub async fn restart(self) -> TestServer {
+        let TestServer {
+            server,
+            dir,
+            channel,
+            key,
+            http,
+        } = self;
+        server.stop(Duration::from_secs(2)).await;
+        let server = Server::start(&settings(dir.path()))
+            .await
+            .expect("server restarts");
+        TestServer {
+            server,
+            dir,
+            channel,
+            key,
+            http,
+        }
+    }
+
     /// Stops the server.
     pub async fn stop(self) {
         self.server.stop(Duration::from_secs(2)).await;
+    }
+}
+
+/// Loopback settings on `dir` with two media shards.
+fn settings(dir: &std::path::Path) -> ServeSettings {
+    ServeSettings {
+        http_addr: "127.0.0.1:0".parse().expect("addr"),
+        media_addr: "127.0.0.1:0".parse().expect("addr"),
+        public_ip: vec![],
+        redis_url: None,
+        shards: 2,
+        payment_provider: "test".into(),
+        payment_webhook_secret: None,
+        payment_input_url: None,
+        data: DataSettings {
+            data_dir: PathBuf::from(dir),
+            database_url: None,
+            jwt_secret: None,
+        },
     }
 }
 

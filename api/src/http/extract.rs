@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request};
+use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::{HeaderMap, header, request::Parts};
 use serde::de::DeserializeOwned;
 
@@ -66,10 +66,14 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
 /// 422 for JSON of the wrong shape.
 pub struct JsonBody<T>(pub T);
 
-impl<T: DeserializeOwned> FromRequest<Api> for JsonBody<T> {
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T>
+where
+    Api: FromRef<S>,
+{
     type Rejection = Problem;
 
-    async fn from_request(req: Request, api: &Api) -> Result<Self, Problem> {
+    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
+        let api = Api::from_ref(state);
         if !is_json(req.headers()) {
             return Err(Problem::unsupported_media_type("application/json"));
         }
@@ -147,12 +151,15 @@ fn verify(api: &Api, token: &str) -> Result<Claims, Problem> {
 /// The caller's verified JWT claims; 401 (with `WWW-Authenticate: Bearer`) when missing or bad.
 pub struct AuthUser(pub Claims);
 
-impl FromRequestParts<Api> for AuthUser {
+impl<S: Send + Sync> FromRequestParts<S> for AuthUser
+where
+    Api: FromRef<S>,
+{
     type Rejection = Problem;
 
-    async fn from_request_parts(parts: &mut Parts, api: &Api) -> Result<Self, Problem> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
         match bearer(parts)? {
-            Some(token) => verify(api, token).map(AuthUser),
+            Some(token) => verify(&Api::from_ref(state), token).map(AuthUser),
             None => Err(Problem::unauthorized(
                 "this request needs Authorization: Bearer <token>",
                 false,
@@ -164,12 +171,15 @@ impl FromRequestParts<Api> for AuthUser {
 /// Claims when a token is sent; a bad token is still 401 (never silently anonymous).
 pub struct MaybeUser(pub Option<Claims>);
 
-impl FromRequestParts<Api> for MaybeUser {
+impl<S: Send + Sync> FromRequestParts<S> for MaybeUser
+where
+    Api: FromRef<S>,
+{
     type Rejection = Problem;
 
-    async fn from_request_parts(parts: &mut Parts, api: &Api) -> Result<Self, Problem> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
         match bearer(parts)? {
-            Some(token) => verify(api, token).map(|c| MaybeUser(Some(c))),
+            Some(token) => verify(&Api::from_ref(state), token).map(|c| MaybeUser(Some(c))),
             None => Ok(MaybeUser(None)),
         }
     }

@@ -70,7 +70,8 @@ pub(crate) fn sub_dto(s: SubscriptionInfo) -> SubscriptionInfoDto {
     }
 }
 
-pub(crate) fn ensure_owner(user: &Claims, ch: &Channel) -> Result<(), Problem> {
+/// 403 unless `user` owns `ch` (or is an admin).
+pub fn ensure_owner(user: &Claims, ch: &Channel) -> Result<(), Problem> {
     if ch.owner_id.as_deref() == Some(user.sub.as_str()) || user.is_admin() {
         Ok(())
     } else {
