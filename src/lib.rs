@@ -181,13 +181,13 @@ impl Server {
             chat.clone(),
             sfu.clone(),
             std::sync::Arc::new(move |peer| {
-                sessions
-                    .peer_session(peer)
-                    .map(|(kind, channel, claims)| onair_chat::datachannel::PeerSession {
+                sessions.peer_session(peer).map(|(kind, channel, claims)| {
+                    onair_chat::datachannel::PeerSession {
                         channel,
                         claims,
                         publisher: kind == onair_signaling::sessions::Kind::Whip,
-                    })
+                    }
+                })
             }),
         );
 

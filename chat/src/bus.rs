@@ -349,23 +349,22 @@ async fn subscriber(
     let mut backoff = Duration::from_millis(100);
     loop {
         let Some(b) = bus.upgrade() else { return };
-        let pubsub = match tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub())
-            .await
-        {
-            Ok(Ok(p)) => p,
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "chat bus: redis pub/sub connect failed");
-                drop(b);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-                continue;
-            }
-            Err(_) => {
-                drop(b);
-                tokio::time::sleep(backoff).await;
-                continue;
-            }
-        };
+        let pubsub =
+            match tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub()).await {
+                Ok(Ok(p)) => p,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "chat bus: redis pub/sub connect failed");
+                    drop(b);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+                Err(_) => {
+                    drop(b);
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+            };
         let (mut sink, mut stream) = pubsub.split();
         let channels: Vec<String> = b.joined.lock().iter().cloned().collect();
         let mut ok = true;

@@ -8,8 +8,8 @@ use chrono::Utc;
 use futures::{Stream, StreamExt as _};
 use tokio::sync::{mpsc, watch};
 
-use crate::room::{ConnId, RoomInput, RoomShared, WriteJob, ban_notice, notice_text, push};
 use crate::protocol::{ClientFrame, Notice, NoticeCode, parse_client_frame};
+use crate::room::{ConnId, RoomInput, RoomShared, WriteJob, ban_notice, notice_text, push};
 use crate::store::NewMessage;
 use crate::{Chat, Outbox, emotes, rules};
 
@@ -167,7 +167,10 @@ impl Conn {
         };
         if client_msg_id.as_ref().is_some_and(|c| c.len() > 64) {
             return self.refuse(
-                Notice::new(NoticeCode::BadFrame, "clientMsgId is limited to 64 characters"),
+                Notice::new(
+                    NoticeCode::BadFrame,
+                    "clientMsgId is limited to 64 characters",
+                ),
                 client_msg_id.map(|c| c.chars().take(64).collect()),
             );
         }

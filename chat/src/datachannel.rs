@@ -8,8 +8,8 @@ use onair_api::Claims;
 use onair_sfu::{PeerId, Sfu, SfuEvent};
 use tokio::sync::mpsc;
 
-use crate::conn::{self, Incoming, Transport};
 use crate::Chat;
+use crate::conn::{self, Incoming, Transport};
 
 /// The data-channel label chat uses.
 pub const LABEL: &str = "chat";
@@ -98,9 +98,8 @@ async fn run(
             return;
         }
     };
-    let incoming = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|m| (m, rx))
-    });
+    let incoming =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
     conn::serve(conn, io, Box::pin(incoming), DcSink { sfu, peer }).await;
 }
 

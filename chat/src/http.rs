@@ -70,15 +70,23 @@ async fn websocket(
     MaybeUser(header_user): MaybeUser,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, Problem> {
-    let claims = match (header_user, q.token) {
-        (Some(c), _) => Some(c),
-        (None, Some(t)) => Some(chat.api().verify_token(&t).map_err(|_| {
-            Problem::unauthorized("the token is not valid or has expired", true)
-        })?),
-        (None, None) => None,
-    };
-    if !chat.api().channel_exists(&channel).await.map_err(Problem::from)? {
-        return Err(Problem::not_found(format!("channel {channel} does not exist")));
+    let claims =
+        match (header_user, q.token) {
+            (Some(c), _) => Some(c),
+            (None, Some(t)) => Some(chat.api().verify_token(&t).map_err(|_| {
+                Problem::unauthorized("the token is not valid or has expired", true)
+            })?),
+            (None, None) => None,
+        };
+    if !chat
+        .api()
+        .channel_exists(&channel)
+        .await
+        .map_err(Problem::from)?
+    {
+        return Err(Problem::not_found(format!(
+            "channel {channel} does not exist"
+        )));
     }
     let ws = ws.map_err(|_| {
         Problem::new(
@@ -231,8 +239,15 @@ async fn get_settings(
     State(chat): State<Chat>,
     P(channel): P<String>,
 ) -> Result<Json<Settings>, Problem> {
-    if !chat.api().channel_exists(&channel).await.map_err(Problem::from)? {
-        return Err(Problem::not_found(format!("channel {channel} does not exist")));
+    if !chat
+        .api()
+        .channel_exists(&channel)
+        .await
+        .map_err(Problem::from)?
+    {
+        return Err(Problem::not_found(format!(
+            "channel {channel} does not exist"
+        )));
     }
     let secs = chat.slow_mode(&channel).await.map_err(Problem::from)?;
     Ok(Json(Settings {
@@ -299,7 +314,10 @@ async fn emote_svg(P(file): P<String>) -> Result<Response, Problem> {
         .ok_or_else(|| Problem::not_found(format!("no emote {file}")))?;
     let mut r = emote.svg.into_response();
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/svg+xml"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("image/svg+xml"),
+    );
     h.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=86400"),

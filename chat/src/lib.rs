@@ -46,6 +46,12 @@ pub(crate) type Outbox = mpsc::Sender<Arc<str>>;
 pub const OUTBOX_FRAMES: usize = 512;
 /// Sends queued for a room's writer before new sends are refused.
 const WRITE_QUEUE: usize = 4096;
+/// Waits before republishing to a bus that refused an event.
+const PUBLISH_RETRIES: [Duration; 3] = [
+    Duration::from_millis(300),
+    Duration::from_millis(1000),
+    Duration::from_millis(2500),
+];
 /// How often every open room checks the database for messages the bus did not bring.
 const SYNC_EVERY: Duration = Duration::from_secs(3);
 
@@ -91,7 +97,11 @@ pub(crate) struct ChatInner {
 
 impl Chat {
     /// Starts the chat service on `api`'s database, with Redis when configured.
-    pub fn start(api: Api, config: ChatConfig, registry: &prometheus::Registry) -> anyhow::Result<Self> {
+    pub fn start(
+        api: Api,
+        config: ChatConfig,
+        registry: &prometheus::Registry,
+    ) -> anyhow::Result<Self> {
         let metrics = ChatMetrics::register(registry)?;
         let bus = match &config.redis_url {
             Some(url) => Bus::Redis(bus::RedisBus::start(url, metrics.clone())?),
@@ -259,8 +269,12 @@ impl Chat {
     pub async fn set_slow_mode(&self, channel: &str, secs: u32) -> Result<(), ChatError> {
         self.inner.store.set_slow_mode(channel, secs).await?;
         self.inner.to_room(channel, RoomInput::Settings(secs));
-        self.inner
-            .publish_soon(channel, vec![BusEvent::Settings { slow_mode_secs: secs }]);
+        self.inner.publish_soon(
+            channel,
+            vec![BusEvent::Settings {
+                slow_mode_secs: secs,
+            }],
+        );
         Ok(())
     }
 
@@ -463,9 +477,13 @@ impl ChatInner {
     }
 
     /// Publishes events of one channel to the other nodes.
-    pub(crate) async fn publish(&self, channel: &str, events: Vec<BusEvent>) -> Result<(), bus::BusError> {
+    pub(crate) async fn publish(
+        &self,
+        channel: &str,
+        events: Vec<BusEvent>,
+    ) -> Result<(), bus::BusError> {
         let ts_ms = Utc::now().timestamp_millis();
-        let envs = events
+        let envs: Vec<Envelope> = events
             .into_iter()
             .map(|event| Envelope {
                 node: self.node.clone(),
@@ -474,9 +492,15 @@ impl ChatInner {
                 event,
             })
             .collect();
-        let res = self.bus.publish(envs).await;
-        if let Err(e) = &res {
-            tracing::debug!(channel, error = %e, "chat bus publish failed");
+        let mut res = self.bus.publish(envs.clone()).await;
+        // Redis may be reconnecting: a few retries bridge a blip. Late copies are harmless
+        // (receivers drop offsets they already have); after that, other nodes catch up from
+        // the database.
+        for wait in PUBLISH_RETRIES {
+            let Err(e) = &res else { break };
+            tracing::debug!(channel, error = %e, "chat bus publish failed; retrying");
+            tokio::time::sleep(wait).await;
+            res = self.bus.publish(envs.clone()).await;
         }
         res
     }
@@ -491,11 +515,19 @@ impl ChatInner {
     }
 
     /// Messages `from..=to`, from the Redis cache when it has them all, else the database.
-    pub(crate) async fn read_range(&self, channel: &str, from: u64, to: u64) -> Result<Vec<ChatMessage>, sea_orm::DbErr> {
+    pub(crate) async fn read_range(
+        &self,
+        channel: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<ChatMessage>, sea_orm::DbErr> {
         if let Some(cache) = self.bus.cache()
             && let Some(msgs) = cache.cache_range(channel, from, to).await
         {
-            self.metrics.history_reads.with_label_values(&["cache"]).inc();
+            self.metrics
+                .history_reads
+                .with_label_values(&["cache"])
+                .inc();
             return Ok(msgs);
         }
         self.metrics.history_reads.with_label_values(&["db"]).inc();

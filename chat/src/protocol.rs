@@ -351,8 +351,7 @@ mod tests {
         assert_eq!(v["status"], "delivered");
         assert_eq!(v["clientMsgId"], "c");
         let n = Notice::new(NoticeCode::TimedOut, "wait").retry_after(5);
-        let v: serde_json::Value =
-            serde_json::from_str(&ServerFrame::from(&n).to_text()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&ServerFrame::from(&n).to_text()).unwrap();
         assert_eq!(v["code"], "timed_out");
         assert_eq!(v["retryAfter"], 5);
         let b = ServerFrame::Ban {

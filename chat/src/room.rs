@@ -212,7 +212,12 @@ impl Room {
 
     fn handle(&mut self, input: RoomInput, now: Instant) {
         match input {
-            RoomInput::Connect { id, user, out, kick } => {
+            RoomInput::Connect {
+                id,
+                user,
+                out,
+                kick,
+            } => {
                 let top = self.seq.delivered();
                 let welcome: Arc<str> = ServerFrame::Welcome {
                     epoch: &self.shared.epoch,
@@ -335,10 +340,8 @@ impl Room {
             reports.sort_by(|a, b| b.1.cmp(&a.1));
             reports.truncate(SEEN_REPORTERS);
             self.apply_seen(&reports);
-            self.chat.publish_soon(
-                &self.shared.channel,
-                vec![BusEvent::Seen { reports }],
-            );
+            self.chat
+                .publish_soon(&self.shared.channel, vec![BusEvent::Seen { reports }]);
         }
         if self.awaiting.len() > 10_000
             || self
@@ -571,7 +574,10 @@ pub(crate) async fn writer(
             let cid = job.msg.client_msg_id.clone();
             match s {
                 Stored::New(m) => {
-                    push(&job.out, &ack_text(cid.as_deref(), AckStatus::Delivered, &m));
+                    push(
+                        &job.out,
+                        &ack_text(cid.as_deref(), AckStatus::Delivered, &m),
+                    );
                     chat.metrics.accepted.inc();
                     sent_acks.push((job.out, ack_text(cid.as_deref(), AckStatus::Sent, &m)));
                     published.push(BusEvent::Message(m.clone()));
@@ -579,7 +585,10 @@ pub(crate) async fn writer(
                 }
                 Stored::Duplicate(m) => {
                     // A resend of something already stored: it was posted once, say so.
-                    push(&job.out, &ack_text(cid.as_deref(), AckStatus::Delivered, &m));
+                    push(
+                        &job.out,
+                        &ack_text(cid.as_deref(), AckStatus::Delivered, &m),
+                    );
                     push(&job.out, &ack_text(cid.as_deref(), AckStatus::Sent, &m));
                 }
             }

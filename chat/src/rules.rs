@@ -130,8 +130,10 @@ impl Throttle {
         let keep = limits
             .window
             .max(Duration::from_secs(u64::from(slow_mode_secs)));
-        self.sent
-            .retain(|_, t| t.back().is_some_and(|last| now.duration_since(*last) < keep));
+        self.sent.retain(|_, t| {
+            t.back()
+                .is_some_and(|last| now.duration_since(*last) < keep)
+        });
     }
 
     /// Users currently tracked.

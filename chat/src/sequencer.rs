@@ -201,7 +201,10 @@ mod tests {
         let mut s = Sequencer::new(0);
         assert!(s.push(2, "b", t0).is_empty());
         assert_eq!(s.poll_hole(t0 + Duration::from_millis(100)), None);
-        assert_eq!(offsets(s.push(1, "a", t0 + Duration::from_millis(120))), vec![1, 2]);
+        assert_eq!(
+            offsets(s.push(1, "a", t0 + Duration::from_millis(120))),
+            vec![1, 2]
+        );
         assert_eq!(s.poll_hole(t0 + Duration::from_secs(1)), None);
     }
 

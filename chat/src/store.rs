@@ -9,8 +9,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, SecondsFormat, TimeZone as _, Utc};
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, Statement,
-    Value,
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, Statement, Value,
 };
 
 use crate::emotes::EmoteRange;
@@ -108,8 +107,7 @@ impl Store {
             Ok(ChannelState {
                 top: to_u64(r.try_get::<i64>("", "top_offset")?),
                 epoch: r.try_get("", "epoch")?,
-                slow_mode_secs: u32::try_from(r.try_get::<i32>("", "slow_mode_secs")?)
-                    .unwrap_or(0),
+                slow_mode_secs: u32::try_from(r.try_get::<i32>("", "slow_mode_secs")?).unwrap_or(0),
             })
         })
         .transpose()
@@ -148,7 +146,10 @@ impl Store {
         self.db
             .execute_raw(self.stmt(
                 "UPDATE chat_channels SET slow_mode_secs = $1 WHERE channel_id = $2",
-                vec![i32::try_from(secs).unwrap_or(i32::MAX).into(), channel.into()],
+                vec![
+                    i32::try_from(secs).unwrap_or(i32::MAX).into(),
+                    channel.into(),
+                ],
             ))
             .await?;
         Ok(())
@@ -180,7 +181,11 @@ impl Store {
                         "SELECT {COLUMNS} FROM chat_messages \
                          WHERE channel_id = $1 AND user_id = $2 AND client_msg_id = $3"
                     ),
-                    vec![channel.into(), m.user_id.as_str().into(), cid.as_str().into()],
+                    vec![
+                        channel.into(),
+                        m.user_id.as_str().into(),
+                        cid.as_str().into(),
+                    ],
                 ))
                 .await?;
             match prior {
@@ -247,7 +252,12 @@ impl Store {
     }
 
     /// Messages with offsets in `from..=to`, ascending.
-    pub async fn range(&self, channel: &str, from: u64, to: u64) -> Result<Vec<ChatMessage>, DbErr> {
+    pub async fn range(
+        &self,
+        channel: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<ChatMessage>, DbErr> {
         if to < from {
             return Ok(Vec::new());
         }

@@ -501,7 +501,8 @@ impl Shard {
             }
             Command::CloseChannel(label) => {
                 self.with_peer(id, now, |p| {
-                    if let Some(cid) = p.labels.iter().find(|(_, l)| **l == label).map(|(c, _)| *c) {
+                    if let Some(cid) = p.labels.iter().find(|(_, l)| **l == label).map(|(c, _)| *c)
+                    {
                         p.rtc.direct_api().close_data_channel(cid);
                     }
                     Ok(())

@@ -89,7 +89,10 @@ impl Signaling {
     }
 
     /// Kind, channel and signed-in viewer of a peer's session (the chat bridge asks).
-    pub fn peer_session(&self, peer: onair_sfu::PeerId) -> Option<(Kind, String, Option<onair_api::Claims>)> {
+    pub fn peer_session(
+        &self,
+        peer: onair_sfu::PeerId,
+    ) -> Option<(Kind, String, Option<onair_api::Claims>)> {
         self.inner.sessions.by_peer(peer)
     }
 

@@ -5,6 +5,7 @@
 //! instead of the HTTP server.
 
 pub mod chat;
+pub mod chat_ws;
 pub mod h264;
 pub mod pattern;
 mod peer;
