@@ -137,8 +137,26 @@ async fn websocket_and_data_channel_clients_see_one_order() {
             .iter()
             .any(|a| a["status"] == "delivered" && a["clientMsgId"] == "d0")
     );
+    // The room announces the watcher count, and the stream going offline.
+    let earlier = wsc
+        .take_seen()
+        .into_iter()
+        .find(|v| v["type"] == "watchers");
+    let w = match earlier {
+        Some(w) => w,
+        None => wsc
+            .wait_for(T, |v| v["type"] == "watchers")
+            .await
+            .expect("watchers frame"),
+    };
+    assert_eq!(w["count"], 1);
     viewer.stop().await.expect("stop");
     publisher.stop().await.expect("stop");
+    let s = wsc
+        .wait_for(T, |v| v["type"] == "stream")
+        .await
+        .expect("stream frame");
+    assert_eq!(s["status"], "offline");
     t.stop().await;
 }
 

@@ -196,7 +196,7 @@ async fn history(
                 chat.store()
                     .offset_of(&channel, c)
                     .await
-                    .map_err(|e| Problem::internal(e))?
+                    .map_err(Problem::internal)?
                     .ok_or_else(|| {
                         Problem::bad_request(
                             "invalid-cursor",

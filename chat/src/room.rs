@@ -33,6 +33,8 @@ const SEEN_FLUSH: Duration = Duration::from_millis(500);
 const SEEN_KEEP: Duration = Duration::from_secs(120);
 /// Reporters per seen flush (the highest offsets win).
 const SEEN_REPORTERS: usize = 16;
+/// How often the room checks the channel's watcher count and announces a change.
+const WATCHERS_EVERY: Duration = Duration::from_secs(5);
 /// Messages per database transaction.
 const WRITE_BATCH: usize = 100;
 
@@ -155,6 +157,8 @@ pub(crate) struct Room {
     reports: HashMap<String, u64>,
     next_flush: Option<Instant>,
     empty_since: Option<Instant>,
+    watchers: u64,
+    next_watchers: Instant,
 }
 
 impl Room {
@@ -169,6 +173,8 @@ impl Room {
             reports: HashMap::new(),
             next_flush: None,
             empty_since: Some(Instant::now()),
+            watchers: 0,
+            next_watchers: Instant::now(),
         }
     }
 
@@ -204,6 +210,7 @@ impl Room {
             self.seq.poll_timeout(),
             self.next_flush,
             self.empty_since.map(|t| t + LINGER),
+            Some(self.next_watchers),
         ]
         .into_iter()
         .flatten()
@@ -228,6 +235,9 @@ impl Room {
                 .to_text()
                 .into();
                 push(&out, &welcome);
+                if self.watchers > 0 {
+                    push(&out, &watchers_text(self.watchers));
+                }
                 self.members.insert(
                     id,
                     Member {
@@ -323,6 +333,14 @@ impl Room {
     }
 
     fn poll(&mut self, now: Instant) {
+        if now >= self.next_watchers {
+            self.next_watchers = now + WATCHERS_EVERY;
+            let count = self.chat.api.live().watchers(&self.shared.channel);
+            if count != self.watchers {
+                self.watchers = count;
+                self.broadcast(&watchers_text(count));
+            }
+        }
         if let Some(hole) = self.seq.poll_hole(now) {
             let chat = self.chat.clone();
             let channel = self.shared.channel.clone();
@@ -337,7 +355,7 @@ impl Room {
         if self.next_flush.is_some_and(|t| now >= t) {
             self.next_flush = None;
             let mut reports: Vec<(String, u64)> = self.reports.drain().collect();
-            reports.sort_by(|a, b| b.1.cmp(&a.1));
+            reports.sort_by_key(|r| std::cmp::Reverse(r.1));
             reports.truncate(SEEN_REPORTERS);
             self.apply_seen(&reports);
             self.chat
@@ -508,6 +526,10 @@ impl Room {
         .into();
         push(&m.out, &done);
     }
+}
+
+fn watchers_text(count: u64) -> Arc<str> {
+    ServerFrame::Watchers { count }.to_text().into()
 }
 
 /// The notice a banned or timed-out user gets (`secs` = timeout left; `None` = permanent).
