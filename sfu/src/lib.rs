@@ -273,6 +273,34 @@ impl Sfu {
         )
     }
 
+    /// Packets published on `channel` from now on (audio and every video layer), for in-process
+    /// consumers such as the HLS transcoder; outlives publisher changes. Dropping the receiver
+    /// ends the tap. A consumer that falls `capacity` packets behind loses packets.
+    pub fn tap(
+        &self,
+        channel: &str,
+        capacity: usize,
+    ) -> tokio::sync::mpsc::Receiver<Arc<track::SourcePacket>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
+        let channel: Arc<str> = Arc::from(channel);
+        for s in &self.shared.shards {
+            let _ = s.send(ShardMsg::AddTap(channel.clone(), tx.clone()));
+        }
+        rx
+    }
+
+    /// Asks the live publisher of `channel` for a keyframe on `layer` (throttled like viewers').
+    pub fn request_keyframe(&self, channel: &str, layer: usize) {
+        if let Some(t) = self.track(channel) {
+            let _ = self.shared.shards.get(t.shard).map(|s| {
+                s.send(ShardMsg::Keyframe {
+                    publisher: t.publisher,
+                    layer,
+                })
+            });
+        }
+    }
+
     /// Closes one data channel of a peer (the rest of the session stays).
     pub fn close_data_channel(&self, peer: PeerId, label: &str) -> Result<(), SfuError> {
         self.shared.send(

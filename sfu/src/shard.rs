@@ -71,7 +71,12 @@ pub(crate) enum ShardMsg {
     Datagram(Datagram),
     AddPeer(Box<Peer>),
     Media(Arc<SourcePacket>),
-    Keyframe { publisher: PeerId, layer: usize },
+    Keyframe {
+        publisher: PeerId,
+        layer: usize,
+    },
+    /// An in-process consumer of a channel's packets (the HLS transcoder).
+    AddTap(Arc<str>, tokio::sync::mpsc::Sender<Arc<SourcePacket>>),
     Command(PeerId, Command),
     Shutdown,
 }
@@ -294,6 +299,7 @@ pub(crate) struct Shard {
     peers: HashMap<PeerId, Peer>,
     timers: BinaryHeap<Reverse<(Instant, PeerId)>>,
     viewers: HashMap<Arc<str>, Vec<PeerId>>,
+    taps: HashMap<Arc<str>, Vec<tokio::sync::mpsc::Sender<Arc<SourcePacket>>>>,
     scratch: Vec<PeerId>,
     tcp_cache: HashMap<SocketAddr, Sender<Vec<u8>>>,
     counters: LocalCounters,
@@ -318,6 +324,7 @@ impl Shard {
             peers: HashMap::new(),
             timers: BinaryHeap::new(),
             viewers: HashMap::new(),
+            taps: HashMap::new(),
             scratch: Vec::new(),
             tcp_cache: HashMap::new(),
             counters: LocalCounters::default(),
@@ -402,6 +409,7 @@ impl Shard {
             }
             ShardMsg::Media(sp) => self.fan_out(&sp, Instant::now()),
             ShardMsg::Keyframe { publisher, layer } => self.request_keyframe(publisher, layer),
+            ShardMsg::AddTap(channel, tx) => self.taps.entry(channel).or_default().push(tx),
             ShardMsg::Command(id, c) => self.command(id, c),
             ShardMsg::Shutdown => {}
         }
@@ -576,6 +584,7 @@ impl Shard {
             match e {
                 Effect::Media(sp) => {
                     let sp = Arc::new(sp);
+                    self.feed_taps(&sp);
                     for (i, s) in self.shared.shards.iter().enumerate() {
                         if i != self.id {
                             let _ = s.send(ShardMsg::Media(sp.clone()));
@@ -590,6 +599,23 @@ impl Shard {
                 } => self.route_keyframe(shard, publisher, layer),
                 Effect::Remove => self.remove(id),
             }
+        }
+    }
+
+    /// Hands a published packet to the channel's taps. A tap that is full loses the packet (it
+    /// sees the sequence gap and asks for a keyframe); a closed one is forgotten.
+    fn feed_taps(&mut self, sp: &Arc<SourcePacket>) {
+        let Some(taps) = self.taps.get_mut(&sp.track.channel) else {
+            return;
+        };
+        taps.retain(|t| {
+            !matches!(
+                t.try_send(sp.clone()),
+                Err(tokio::sync::mpsc::error::TrySendError::Closed(_))
+            )
+        });
+        if taps.is_empty() {
+            self.taps.remove(&sp.track.channel);
         }
     }
 
