@@ -160,6 +160,18 @@ async fn websocket_and_data_channel_clients_see_one_order() {
     t.stop().await;
 }
 
+async fn put_slow_mode(t: &TestServer, user: &str, secs: u32) -> u16 {
+    t.http
+        .put(t.url("/api/channels/chan/chat/settings"))
+        .bearer_auth(t.token(user))
+        .json(&json!({ "slowModeSeconds": secs }))
+        .send()
+        .await
+        .expect("put")
+        .status()
+        .as_u16()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rule_answers_with_its_notice() {
     let t = TestServer::start().await;
@@ -196,33 +208,9 @@ async fn every_rule_answers_with_its_notice() {
 
     // Slow mode, set by the owner; the owner is exempt.
     let settings = t.url("/api/channels/chan/chat/settings");
-    let r = t
-        .http
-        .put(&settings)
-        .bearer_auth(t.token("viewer2"))
-        .json(&json!({"slowModeSeconds": 5}))
-        .send()
-        .await
-        .expect("put");
-    assert_eq!(r.status(), 403);
-    let r = t
-        .http
-        .put(&settings)
-        .bearer_auth(t.token("owner"))
-        .json(&json!({"slowModeSeconds": 121}))
-        .send()
-        .await
-        .expect("put");
-    assert_eq!(r.status(), 422);
-    let r = t
-        .http
-        .put(&settings)
-        .bearer_auth(t.token("owner"))
-        .json(&json!({"slowModeSeconds": 5}))
-        .send()
-        .await
-        .expect("put");
-    assert_eq!(r.status(), 200);
+    assert_eq!(put_slow_mode(&t, "viewer2", 5).await, 403);
+    assert_eq!(put_slow_mode(&t, "owner", 121).await, 422);
+    assert_eq!(put_slow_mode(&t, "owner", 5).await, 200);
     let mut v2 = ws(&t, Some("viewer2")).await;
     assert_eq!(v2.welcome()["slowModeSeconds"], 5);
     post(&mut v2, "s1", "first").await;
@@ -235,13 +223,7 @@ async fn every_rule_answers_with_its_notice() {
     assert!(o2["offset"].as_u64().unwrap() > 0);
     let r = t.http.get(&settings).send().await.expect("get");
     assert_eq!(r.json::<Value>().await.expect("json")["slowModeSeconds"], 5);
-    t.http
-        .put(&settings)
-        .bearer_auth(t.token("owner"))
-        .json(&json!({"slowModeSeconds": 0}))
-        .send()
-        .await
-        .expect("put");
+    assert_eq!(put_slow_mode(&t, "owner", 0).await, 200);
     v2.wait_for(T, is("settings"))
         .await
         .expect("settings frame");

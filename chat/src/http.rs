@@ -36,6 +36,20 @@ impl From<ChatError> for Problem {
     }
 }
 
+/// 404 unless the channel exists.
+async fn require_channel(chat: &Chat, channel: &str) -> Result<(), Problem> {
+    if chat
+        .api()
+        .channel_exists(channel)
+        .await
+        .map_err(Problem::from)?
+    {
+        Ok(())
+    } else {
+        Err(ChatError::NoChannel(channel.to_string()).into())
+    }
+}
+
 /// Most messages per history page.
 pub const HISTORY_MAX: u64 = 100;
 const HISTORY_DEFAULT: u64 = 50;
@@ -78,16 +92,7 @@ async fn websocket(
             })?),
             (None, None) => None,
         };
-    if !chat
-        .api()
-        .channel_exists(&channel)
-        .await
-        .map_err(Problem::from)?
-    {
-        return Err(Problem::not_found(format!(
-            "channel {channel} does not exist"
-        )));
-    }
+    require_channel(&chat, &channel).await?;
     let ws = ws.map_err(|_| {
         Problem::new(
             StatusCode::UPGRADE_REQUIRED,
@@ -239,16 +244,7 @@ async fn get_settings(
     State(chat): State<Chat>,
     P(channel): P<String>,
 ) -> Result<Json<Settings>, Problem> {
-    if !chat
-        .api()
-        .channel_exists(&channel)
-        .await
-        .map_err(Problem::from)?
-    {
-        return Err(Problem::not_found(format!(
-            "channel {channel} does not exist"
-        )));
-    }
+    require_channel(&chat, &channel).await?;
     let secs = chat.slow_mode(&channel).await.map_err(Problem::from)?;
     Ok(Json(Settings {
         slow_mode_seconds: secs,
