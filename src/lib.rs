@@ -176,6 +176,7 @@ impl Server {
             &registry,
         )
         .context("starting chat")?;
+        let hls = onair_transcoder::Hls::start(sfu.clone(), s.data.data_dir.join("hls"));
         let sessions = signaling.clone();
         onair_chat::datachannel::spawn_bridge(
             chat.clone(),
@@ -194,6 +195,7 @@ impl Server {
         let app = Router::new()
             .merge(signaling.router())
             .merge(chat.router())
+            .merge(hls.router())
             .merge(api.router())
             .merge(
                 Router::new()

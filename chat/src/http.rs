@@ -112,6 +112,9 @@ async fn websocket(
         .map_err(Problem::from)?;
     Ok(ws
         .max_message_size(MAX_CLIENT_FRAME * 2)
+        // Chat frames are small; tungstenite's 128 KiB default read buffer per connection is
+        // most of a connection's memory.
+        .read_buffer_size(4096)
         .on_upgrade(move |socket| async move {
             let (tx, rx) = socket.split();
             let incoming = rx

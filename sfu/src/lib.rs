@@ -291,12 +291,12 @@ impl Sfu {
 
     /// Asks the live publisher of `channel` for a keyframe on `layer` (throttled like viewers').
     pub fn request_keyframe(&self, channel: &str, layer: usize) {
-        if let Some(t) = self.track(channel) {
-            let _ = self.shared.shards.get(t.shard).map(|s| {
-                s.send(ShardMsg::Keyframe {
-                    publisher: t.publisher,
-                    layer,
-                })
+        if let Some(t) = self.track(channel)
+            && let Some(s) = self.shared.shards.get(t.shard)
+        {
+            let _ = s.send(ShardMsg::Keyframe {
+                publisher: t.publisher,
+                layer,
             });
         }
     }
