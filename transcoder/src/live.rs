@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
+use onair_sfu::payload::VideoCodec;
 use onair_sfu::track::{Kind, SourcePacket};
 use onair_sfu::{Sfu, SfuEvent};
 use parking_lot::Mutex;
@@ -345,6 +346,10 @@ impl Packager {
                 }
             }
             Kind::Video => {
+                // Only H.264 sources are packaged so far (AV1/VP8 need the transcoded ladder).
+                if p.track.video.as_ref().map(|v| v.codec) != Some(VideoCodec::H264) {
+                    return;
+                }
                 let best = p
                     .track
                     .video
