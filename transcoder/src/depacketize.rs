@@ -11,7 +11,6 @@
 //! `opus_packet_samples`) return `None` instead of panicking on garbage.
 
 mod av1;
-mod bits;
 mod h264;
 mod opus;
 mod reorder;

@@ -6,7 +6,7 @@
 
 mod params;
 
-pub use params::{Av1Config, Av1SequenceHeader, aac_lc_config, parse_av1_sequence_header};
+pub use params::{Av1Config, aac_lc_config};
 
 use bytes::Bytes;
 
@@ -33,7 +33,7 @@ pub enum Codec {
         width: u16,
         /// Display height in pixels.
         height: u16,
-        /// Profile/level/tier/bit depth, usually from [`parse_av1_sequence_header`].
+        /// Profile/level/tier/bit depth, usually from [`crate::depacketize::parse_av1_sequence_header`].
         config: Av1Config,
     },
     /// `Opus` + `dOps` (Opus-in-ISOBMFF, channel mapping family 0: mono or stereo). Use a
@@ -340,10 +340,14 @@ fn sample_entry(o: &mut Vec<u8>, track: &Track) {
                 // 14496-15 §5.3.3.1.2: profiles other than Baseline/Main/Extended carry chroma
                 // format and bit depths; ffmpeg and Apple's validator expect them.
                 if !matches!(profile, 66 | 77 | 88) {
-                    let c = params::avc_chroma(sps);
-                    o.u8(0xfc | c.chroma_format_idc);
-                    o.u8(0xf8 | c.bit_depth_luma_minus8);
-                    o.u8(0xf8 | c.bit_depth_chroma_minus8);
+                    // Unreadable SPS: 4:2:0 8-bit, what every high-profile stream we see uses.
+                    let (chroma, luma, chroma_depth) = crate::depacketize::parse_h264_sps(sps)
+                        .map_or((1, 8, 8), |p| {
+                            (p.chroma_format_idc, p.bit_depth_luma, p.bit_depth_chroma)
+                        });
+                    o.u8(0xfc | (chroma & 0x03));
+                    o.u8(0xf8 | (luma.saturating_sub(8) & 0x07));
+                    o.u8(0xf8 | (chroma_depth.saturating_sub(8) & 0x07));
                     o.u8(0); // numOfSequenceParameterSetExt
                 }
             });
@@ -482,7 +486,7 @@ fn write_obu_with_size(o: &mut Vec<u8>, obu: &[u8]) {
     let (head, payload) = obu.split_at(header_len.min(obu.len()));
     o.u8(header | 0x02);
     o.extend_from_slice(&head[1..]);
-    params::write_leb128(o, payload.len() as u64);
+    crate::bits::write_leb128(o, payload.len());
     o.extend_from_slice(payload);
 }
 

@@ -2,6 +2,7 @@
 //! packaging and LL-HLS playlists as sans-IO building blocks, and the shell that taps the SFU
 //! in-process and serves the result over HTTP.
 
+mod bits;
 pub mod depacketize;
 pub mod fmp4;
 pub mod http;

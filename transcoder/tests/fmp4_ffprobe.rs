@@ -10,8 +10,7 @@ use std::process::Command;
 
 use bytes::Bytes;
 use onair_transcoder::fmp4::{
-    Codec, STYP, Sample, Track, TrackFragment, aac_lc_config, init_segment,
-    parse_av1_sequence_header, write_fragment,
+    Codec, STYP, Sample, Track, TrackFragment, aac_lc_config, init_segment, write_fragment,
 };
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -330,8 +329,9 @@ fn av1_fixture() -> (Vec<u8>, Vec<Sample>) {
 fn fmp4_av1_decodes_with_ffprobe() {
     let (sequence_header, samples) = av1_fixture();
     assert_eq!(samples.len(), 30);
-    let seq = parse_av1_sequence_header(&sequence_header).expect("parse sequence header");
-    assert_eq!((seq.max_width, seq.max_height), (320, 180));
+    let seq = onair_transcoder::depacketize::parse_av1_sequence_header(&sequence_header)
+        .expect("parse sequence header");
+    assert_eq!((seq.max_frame_width, seq.max_frame_height), (320, 180));
     let track = Track {
         id: 1,
         timescale: 90000,
@@ -339,7 +339,7 @@ fn fmp4_av1_decodes_with_ffprobe() {
             sequence_header,
             width: 320,
             height: 180,
-            config: seq.config,
+            config: onair_transcoder::fmp4::Av1Config::from(&seq),
         },
     };
     assert_eq!(track.codec.rfc6381(), "av01.0.00M.08");

@@ -1,9 +1,9 @@
 //! AV1 over RTP (AOM "RTP Payload Format For AV1" v1.0) to low-overhead-format temporal units.
 
-use super::bits::{BitReader, read_leb128, write_leb128};
 use super::{
     Assembler, Depacketizer, Frame, MAX_FRAME_BYTES, Output, Pipeline, ReorderWindow, RtpIn, Step,
 };
+use crate::bits::{BitReader, read_leb128, write_leb128};
 
 const OBU_SEQUENCE_HEADER: u8 = 1;
 const OBU_TEMPORAL_DELIMITER: u8 = 2;

@@ -1,9 +1,9 @@
 //! H.264 over RTP (RFC 6184, packetization-mode 1) to AVCC access units.
 
-use super::bits::{BitReader, unescape_rbsp};
 use super::{
     Assembler, Depacketizer, Frame, MAX_FRAME_BYTES, Output, Pipeline, ReorderWindow, RtpIn, Step,
 };
+use crate::bits::{BitReader, unescape_rbsp};
 
 const NAL_SLICE: u8 = 1;
 const NAL_IDR: u8 = 5;

@@ -2,17 +2,17 @@
 //! the end instead of panicking.
 
 /// MSB-first bit reader.
-pub(super) struct BitReader<'a> {
+pub(crate) struct BitReader<'a> {
     data: &'a [u8],
     pos: usize,
 }
 
 impl<'a> BitReader<'a> {
-    pub(super) fn new(data: &'a [u8]) -> Self {
+    pub(crate) fn new(data: &'a [u8]) -> Self {
         Self { data, pos: 0 }
     }
 
-    pub(super) fn flag(&mut self) -> Option<bool> {
+    pub(crate) fn flag(&mut self) -> Option<bool> {
         let byte = *self.data.get(self.pos / 8)?;
         let bit = (byte >> (7 - self.pos % 8)) & 1;
         self.pos += 1;
@@ -20,7 +20,7 @@ impl<'a> BitReader<'a> {
     }
 
     /// `n` bits (at most 32) as an unsigned number.
-    pub(super) fn bits(&mut self, n: u32) -> Option<u32> {
+    pub(crate) fn bits(&mut self, n: u32) -> Option<u32> {
         debug_assert!(n <= 32);
         let mut v: u64 = 0;
         for _ in 0..n {
@@ -29,7 +29,7 @@ impl<'a> BitReader<'a> {
         u32::try_from(v).ok()
     }
 
-    pub(super) fn skip(&mut self, n: u32) -> Option<()> {
+    pub(crate) fn skip(&mut self, n: u32) -> Option<()> {
         let pos = self.pos.checked_add(usize::try_from(n).ok()?)?;
         if pos > self.data.len() * 8 {
             return None;
@@ -39,7 +39,7 @@ impl<'a> BitReader<'a> {
     }
 
     /// H.264 ue(v): unsigned Exp-Golomb.
-    pub(super) fn ue(&mut self) -> Option<u32> {
+    pub(crate) fn ue(&mut self) -> Option<u32> {
         let mut zeros = 0;
         while !self.flag()? {
             zeros += 1;
@@ -52,13 +52,13 @@ impl<'a> BitReader<'a> {
     }
 
     /// H.264 se(v): signed Exp-Golomb.
-    pub(super) fn se(&mut self) -> Option<i64> {
+    pub(crate) fn se(&mut self) -> Option<i64> {
         let k = i64::from(self.ue()?);
         Some(if k % 2 == 1 { (k + 1) / 2 } else { -(k / 2) })
     }
 
     /// AV1 uvlc().
-    pub(super) fn uvlc(&mut self) -> Option<u32> {
+    pub(crate) fn uvlc(&mut self) -> Option<u32> {
         let mut zeros = 0u32;
         while !self.flag()? {
             zeros += 1;
@@ -72,7 +72,7 @@ impl<'a> BitReader<'a> {
 }
 
 /// AV1 leb128(): returns the value and the number of bytes it took.
-pub(super) fn read_leb128(data: &[u8]) -> Option<(usize, usize)> {
+pub(crate) fn read_leb128(data: &[u8]) -> Option<(usize, usize)> {
     let mut value: u64 = 0;
     for (i, &byte) in data.iter().take(8).enumerate() {
         value |= u64::from(byte & 0x7f) << (7 * i);
@@ -86,7 +86,7 @@ pub(super) fn read_leb128(data: &[u8]) -> Option<(usize, usize)> {
 }
 
 /// Appends `value` as leb128 in as few bytes as possible.
-pub(super) fn write_leb128(out: &mut Vec<u8>, mut value: usize) {
+pub(crate) fn write_leb128(out: &mut Vec<u8>, mut value: usize) {
     loop {
         let byte = (value & 0x7f) as u8;
         value >>= 7;
@@ -99,7 +99,7 @@ pub(super) fn write_leb128(out: &mut Vec<u8>, mut value: usize) {
 }
 
 /// Removes H.264 emulation-prevention bytes (`00 00 03` -> `00 00`) to get the RBSP.
-pub(super) fn unescape_rbsp(data: &[u8]) -> Vec<u8> {
+pub(crate) fn unescape_rbsp(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len());
     let mut zeros = 0;
     for &b in data {
