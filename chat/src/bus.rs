@@ -152,6 +152,8 @@ impl Default for LocalBus {
 
 /// How many messages the Redis stream of a channel keeps (about; `MAXLEN ~`).
 pub const CACHE_LEN: usize = 1000;
+/// A channel's stream cache expires this long after its last message.
+const CACHE_TTL_SECS: i64 = 7 * 24 * 3600;
 /// After a failed Redis call, calls fail at once for this long instead of waiting on a
 /// connect timeout each (chat must not slow down while Redis is away).
 const BREAKER: Duration = Duration::from_secs(1);
@@ -287,6 +289,8 @@ impl RedisBus {
                 return;
             }
         }
+        // The cache of a channel nobody talks in any more goes away by itself.
+        let _: redis::RedisResult<()> = conn.expire(&key, CACHE_TTL_SECS).await;
     }
 
     /// Messages `from..=to` from the cache, only if it holds every one of them.
