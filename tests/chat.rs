@@ -160,6 +160,17 @@ async fn websocket_and_data_channel_clients_see_one_order() {
     t.stop().await;
 }
 
+async fn get_json(t: &TestServer, url: impl reqwest::IntoUrl) -> Value {
+    t.http
+        .get(url)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json")
+}
+
 async fn put_slow_mode(t: &TestServer, user: &str, secs: u32) -> u16 {
     t.http
         .put(t.url("/api/channels/chan/chat/settings"))
@@ -346,15 +357,7 @@ async fn history_pages_newest_first_back_to_the_start() {
         if let Some(c) = &cursor {
             url.push_str(&format!("&nextCursor={c}"));
         }
-        let page: Value = t
-            .http
-            .get(&url)
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
+        let page: Value = get_json(&t, &url).await;
         all.extend(page["messages"].as_array().expect("messages").clone());
         match page["nextCursor"].as_str() {
             Some(c) => cursor = Some(c.to_string()),
@@ -365,15 +368,7 @@ async fn history_pages_newest_first_back_to_the_start() {
     assert_eq!(offsets, (1..=60).rev().collect::<Vec<_>>());
     // A messageID works as the cursor too.
     let id = all[9]["messageID"].as_str().unwrap();
-    let page: Value = t
-        .http
-        .get(format!("{base}?limit=3&nextCursor={id}"))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let page: Value = get_json(&t, format!("{base}?limit=3&nextCursor={id}")).await;
     let o: Vec<u64> = page["messages"]
         .as_array()
         .unwrap()
@@ -407,15 +402,7 @@ async fn history_pages_newest_first_back_to_the_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn emotes_are_listed_served_and_marked_in_messages() {
     let t = TestServer::start().await;
-    let list: Value = t
-        .http
-        .get(t.url("/api/emotes"))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let list: Value = get_json(&t, t.url("/api/emotes")).await;
     let emotes = list["emotes"].as_array().expect("list");
     assert!(emotes.len() >= 20);
     for e in emotes {
@@ -455,15 +442,7 @@ async fn a_resend_is_posted_once_and_bad_connections_are_refused() {
     let first = post(&mut u, "same", "only once").await;
     let again = post(&mut u, "same", "only once").await;
     assert_eq!(first["messageID"], again["messageID"]);
-    let page: Value = t
-        .http
-        .get(t.url("/api/channels/chan/live-stream/messages"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = get_json(&t, t.url("/api/channels/chan/live-stream/messages")).await;
     assert_eq!(page["messages"].as_array().unwrap().len(), 1);
 
     let plain = t
@@ -523,15 +502,11 @@ async fn a_restarted_node_continues_offsets_without_gaps_or_duplicates() {
         .map(|v| v["offset"].as_u64().unwrap())
         .collect();
     assert_eq!(replayed, (3..=10).collect::<Vec<_>>());
-    let page: Value = t
-        .http
-        .get(t.url("/api/channels/chan/live-stream/messages?limit=100"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = get_json(
+        &t,
+        t.url("/api/channels/chan/live-stream/messages?limit=100"),
+    )
+    .await;
     let offsets: Vec<u64> = page["messages"]
         .as_array()
         .unwrap()

@@ -268,12 +268,11 @@ impl Chat {
     /// Sets slow mode (0 = off, at most [`rules::MAX_SLOW_MODE_SECS`]) on every node.
     pub async fn set_slow_mode(&self, channel: &str, secs: u32) -> Result<(), ChatError> {
         self.inner.store.set_slow_mode(channel, secs).await?;
-        self.inner.to_room(channel, RoomInput::Settings(secs));
-        self.inner.publish_soon(
+        self.inner.announce(
             channel,
-            vec![BusEvent::Settings {
+            BusEvent::Settings {
                 slow_mode_secs: secs,
-            }],
+            },
         );
         Ok(())
     }
@@ -413,51 +412,53 @@ impl ChatInner {
     }
 
     fn on_api_event(self: &Arc<Self>, e: ChannelEvent) {
-        match e {
+        let (channel, event) = match e {
             ChannelEvent::Banned {
                 channel_id,
                 user_id,
                 until,
                 ..
-            } => {
-                self.to_room(
-                    &channel_id,
-                    RoomInput::Ban {
-                        user_id: user_id.clone(),
-                        until,
-                    },
-                );
-                self.publish_soon(
-                    &channel_id,
-                    vec![BusEvent::Ban {
-                        user_id,
-                        until_ms: until.map(|u| u.timestamp_millis()),
-                    }],
-                );
-            }
+            } => (
+                channel_id,
+                BusEvent::Ban {
+                    user_id,
+                    until_ms: until.map(|u| u.timestamp_millis()),
+                },
+            ),
             ChannelEvent::Unbanned {
                 channel_id,
                 user_id,
-            } => self.publish_soon(&channel_id, vec![BusEvent::Unban { user_id }]),
-            ChannelEvent::StreamStarted { channel_id, .. } => {
-                self.to_room(&channel_id, RoomInput::Stream("live"));
-                self.publish_soon(
-                    &channel_id,
-                    vec![BusEvent::Stream {
-                        status: "live".into(),
-                    }],
-                );
-            }
-            ChannelEvent::StreamEnded { channel_id, .. } => {
-                self.to_room(&channel_id, RoomInput::Stream("offline"));
-                self.publish_soon(
-                    &channel_id,
-                    vec![BusEvent::Stream {
-                        status: "offline".into(),
-                    }],
-                );
-            }
-            ChannelEvent::StreamKeyRotated { .. } | ChannelEvent::ChannelUpdated { .. } => {}
+            } => (channel_id, BusEvent::Unban { user_id }),
+            ChannelEvent::StreamStarted { channel_id, .. } => (
+                channel_id,
+                BusEvent::Stream {
+                    status: "live".into(),
+                },
+            ),
+            ChannelEvent::StreamEnded { channel_id, .. } => (
+                channel_id,
+                BusEvent::Stream {
+                    status: "offline".into(),
+                },
+            ),
+            ChannelEvent::StreamKeyRotated { .. } | ChannelEvent::ChannelUpdated { .. } => return,
+        };
+        self.announce(&channel, event);
+    }
+
+    /// Tells this node's room and every other node: one path for local and remote events.
+    fn announce(self: &Arc<Self>, channel: &str, event: BusEvent) {
+        let env = self.envelope(channel, event.clone(), Utc::now().timestamp_millis());
+        self.to_room(channel, RoomInput::Bus(Arc::new(env)));
+        self.publish_soon(channel, vec![event]);
+    }
+
+    fn envelope(&self, channel: &str, event: BusEvent, ts_ms: i64) -> Envelope {
+        Envelope {
+            node: self.node.clone(),
+            channel: channel.to_string(),
+            ts_ms,
+            event,
         }
     }
 
@@ -485,12 +486,7 @@ impl ChatInner {
         let ts_ms = Utc::now().timestamp_millis();
         let envs: Vec<Envelope> = events
             .into_iter()
-            .map(|event| Envelope {
-                node: self.node.clone(),
-                channel: channel.to_string(),
-                ts_ms,
-                event,
-            })
+            .map(|event| self.envelope(channel, event, ts_ms))
             .collect();
         let mut res = self.bus.publish(envs.clone()).await;
         // Redis may be reconnecting: a few retries bridge a blip. Late copies are harmless

@@ -74,6 +74,7 @@ pub(crate) enum RoomInput {
     Disconnect(ConnId),
     /// This node stored these (offset order), with who sent them.
     Committed(Vec<(Arc<ChatMessage>, ConnId, Option<String>)>),
+    /// An event from another node, or one this node announces (bans, settings, stream).
     Bus(Arc<Envelope>),
     Filled(Result<Vec<ChatMessage>, ()>),
     Resume {
@@ -90,12 +91,6 @@ pub(crate) enum RoomInput {
         reporter: String,
         offset: u64,
     },
-    Ban {
-        user_id: String,
-        until: Option<DateTime<Utc>>,
-    },
-    Settings(u32),
-    Stream(&'static str),
     Sync(u64),
 }
 
@@ -292,20 +287,6 @@ impl Room {
                 *e = (*e).max(offset);
                 self.next_flush.get_or_insert(now + SEEN_FLUSH);
             }
-            RoomInput::Ban { user_id, until } => self.ban(&user_id, until),
-            RoomInput::Settings(secs) => {
-                self.shared.slow_mode.store(secs, Ordering::Relaxed);
-                let text: Arc<str> = ServerFrame::Settings {
-                    slow_mode_seconds: secs,
-                }
-                .to_text()
-                .into();
-                self.broadcast(&text);
-            }
-            RoomInput::Stream(status) => {
-                let text: Arc<str> = ServerFrame::Stream { status }.to_text().into();
-                self.broadcast(&text);
-            }
             RoomInput::Sync(top) => self.seq.observe_top(top, now),
         }
     }
@@ -323,11 +304,20 @@ impl Room {
             BusEvent::Unban { .. } => {}
             BusEvent::Seen { reports } => self.apply_seen(reports),
             BusEvent::Settings { slow_mode_secs } => {
-                self.handle(RoomInput::Settings(*slow_mode_secs), now)
+                self.shared
+                    .slow_mode
+                    .store(*slow_mode_secs, Ordering::Relaxed);
+                let text: Arc<str> = ServerFrame::Settings {
+                    slow_mode_seconds: *slow_mode_secs,
+                }
+                .to_text()
+                .into();
+                self.broadcast(&text);
             }
             BusEvent::Stream { status } => {
                 let status = if status == "live" { "live" } else { "offline" };
-                self.handle(RoomInput::Stream(status), now)
+                let text: Arc<str> = ServerFrame::Stream { status }.to_text().into();
+                self.broadcast(&text);
             }
         }
     }

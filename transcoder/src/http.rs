@@ -90,8 +90,8 @@ async fn master(
     if let Some(stream) = hls.stream(&channel)
         && !stream.ended()
     {
-        let text = stream
-            .with(|list, _, _| (!list.is_empty()).then(|| multivariant(list).render(&suffix)));
+        let text =
+            stream.with(|list, _| (!list.is_empty()).then(|| multivariant(list).render(&suffix)));
         return match text {
             Some(Ok(t)) => body(PLAYLIST, "no-cache", t),
             Some(Err(e)) => problem(StatusCode::INTERNAL_SERVER_ERROR, "ladder", &e.to_string()),
@@ -139,7 +139,7 @@ async fn rendition_file(
     let mut changed = stream.subscribe();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
     loop {
-        let found = stream.with(|list, _, _| {
+        let found = stream.with(|list, _| {
             let r = list.iter().find(|r| r.info.name == rendition)?;
             Some(match r.media(uri) {
                 Some(b) => Ok(b),
@@ -179,7 +179,7 @@ async fn playlist(
     let mut changed = stream.subscribe();
     let start = tokio::time::Instant::now();
     loop {
-        let outcome = stream.with(|list, _, timing| {
+        let outcome = stream.with(|list, timing| {
             let r = list.iter().find(|r| r.info.name == rendition)?;
             Some(match r.timeline.reload_decision(&directives) {
                 ReloadDecision::Ready => {

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -47,6 +48,7 @@ pub struct Stream {
     /// Directory of its files.
     pub dir: PathBuf,
     state: Mutex<StreamState>,
+    ended: AtomicBool,
     changed: watch::Sender<u64>,
 }
 
@@ -54,7 +56,6 @@ pub struct Stream {
 struct StreamState {
     video: Option<Rendition>,
     audio: Option<Rendition>,
-    ended: bool,
 }
 
 impl Hls {
@@ -113,6 +114,7 @@ impl Hls {
             channel: channel.to_string(),
             dir: self.inner.root.join(channel).join(id),
             state: Mutex::new(StreamState::default()),
+            ended: AtomicBool::new(false),
             changed: watch::channel(0).0,
         });
         let previous = self
@@ -133,14 +135,10 @@ impl Hls {
 
 impl Stream {
     /// Runs `f` on the renditions (video first), with the ladder-wide timing.
-    pub fn with<R>(&self, f: impl FnOnce(&[&Rendition], bool, Option<PlaylistTiming>) -> R) -> R {
+    pub fn with<R>(&self, f: impl FnOnce(&[&Rendition], Option<PlaylistTiming>) -> R) -> R {
         let st = self.state.lock();
-        let list: Vec<&Rendition> = st.video.iter().chain(st.audio.iter()).collect();
-        let timing = list
-            .iter()
-            .map(|r| r.timeline.timing())
-            .reduce(PlaylistTiming::max);
-        f(&list, st.ended, timing)
+        let list = st.renditions();
+        f(&list, ladder_timing(&list))
     }
 
     /// A receiver that changes whenever a part, segment or the end is published.
@@ -154,13 +152,13 @@ impl Stream {
 
     /// Whether the stream has ended.
     pub fn ended(&self) -> bool {
-        self.state.lock().ended
+        self.ended.load(Ordering::Acquire)
     }
 
     /// Closes every rendition and writes the VOD playlists.
     fn end(&self) {
         let mut guard = self.state.lock();
-        if guard.ended {
+        if self.ended() {
             return;
         }
         let now = SystemTime::now();
@@ -168,25 +166,35 @@ impl Stream {
         for r in st.video.iter_mut().chain(st.audio.iter_mut()) {
             r.finish(now);
         }
-        let timing = st
-            .video
-            .iter()
-            .chain(st.audio.iter())
-            .map(|r| r.timeline.timing())
-            .reduce(PlaylistTiming::max);
-        for r in st.video.iter().chain(st.audio.iter()) {
+        let list = st.renditions();
+        let timing = ladder_timing(&list);
+        for r in &list {
             r.write_vod(timing);
         }
-        let list: Vec<&Rendition> = st.video.iter().chain(st.audio.iter()).collect();
         if let Ok(text) = multivariant(&list).render("")
             && let Err(e) = std::fs::write(self.dir.join("master.m3u8"), text)
         {
             tracing::warn!(error = %e, "cannot write the VOD multivariant playlist");
         }
-        st.ended = true;
+        self.ended.store(true, Ordering::Release);
         drop(guard);
         self.notify();
     }
+}
+
+impl StreamState {
+    /// Video first, then audio.
+    fn renditions(&self) -> Vec<&Rendition> {
+        self.video.iter().chain(self.audio.iter()).collect()
+    }
+}
+
+/// One target duration and part target for every rendition of a ladder (the spec wants the
+/// same `EXT-X-SERVER-CONTROL` on all of them).
+fn ladder_timing(list: &[&Rendition]) -> Option<PlaylistTiming> {
+    list.iter()
+        .map(|r| r.timeline.timing())
+        .reduce(PlaylistTiming::max)
 }
 
 /// The multivariant playlist of renditions (video variants with the audio group).
@@ -299,7 +307,8 @@ impl Packager {
                     _ => {}
                 },
             }
-            // A newer publisher started a new stream and ended this one.
+            // A newer publisher started a new stream and ended this one (an atomic load: this
+            // runs per packet).
             if self.stream.ended() {
                 return;
             }

@@ -173,7 +173,9 @@ impl Rendition {
     /// last part and segment, then writes the VOD playlist.
     pub fn finish(&mut self, now: SystemTime) {
         if let Some((dts, key, data)) = self.held.take() {
-            let duration = self.pending.last().map_or(3000, |s| s.duration);
+            // The last frame lasts as long as the one before it (a 30 fps frame if it is alone).
+            let fallback = self.track.timescale / 30;
+            let duration = self.pending.last().map_or(fallback, |s| s.duration);
             self.package(dts, key, data, duration, now);
             let end = dts + u64::from(duration);
             let actions = self.timeline.finish(Some(end));
