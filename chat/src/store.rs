@@ -307,11 +307,6 @@ impl Store {
         row.map(|r| r.try_get::<i64>("", "msg_offset").map(to_u64))
             .transpose()
     }
-
-    /// Whether the database answers (for readiness and Redis-free operation).
-    pub async fn ping(&self) -> Result<(), DbErr> {
-        self.db.ping().await
-    }
 }
 
 fn to_u64(v: i64) -> u64 {

@@ -3,7 +3,6 @@
 //! in-process bus. The same paths over Redis between processes are in the root `chat_cluster`
 //! tests.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use onair_api::{Api, ApiConfig, NewChannel};
@@ -233,5 +232,4 @@ async fn a_node_the_bus_never_reaches_catches_up_from_the_database() {
     let got = messages(&mut rx_c, 5).await;
     let texts: Vec<&str> = got.iter().map(|m| m["message"].as_str().unwrap()).collect();
     assert_eq!(texts, ["m0", "m1", "m2", "m3", "m4"]);
-    let _ = Arc::new(());
 }
