@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use onair::{DataSettings, ServeSettings, Server};
+use onair::{ServeSettings, Server};
 use onair_loadtest::client::publisher::{LayerSpec, PublisherConfig, publish};
 use onair_loadtest::client::viewer::{ViewerConfig, play};
 
@@ -33,21 +33,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let dir = tempfile::tempdir()?;
-    let settings = ServeSettings {
-        http_addr: "127.0.0.1:0".parse()?,
-        media_addr: "127.0.0.1:0".parse()?,
-        public_ip: vec![],
-        redis_url: None,
-        shards: 0,
-        payment_provider: "test".into(),
-        payment_webhook_secret: None,
-        payment_input_url: None,
-        data: DataSettings {
-            data_dir: dir.path().into(),
-            database_url: None,
-            jwt_secret: None,
-        },
-    };
+    let settings = ServeSettings::loopback(dir.path().into());
     let server = Server::start(&settings).await?;
     let key = server
         .demo_key

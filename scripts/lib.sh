@@ -39,7 +39,17 @@ ensure_rust() {
   command -v cargo >/dev/null || { echo "no Rust toolchain could be installed" >&2; return 1; }
 }
 
-# Build dependencies of the workspace (C parts of openh264 and aws-lc).
+# Node.js and npm: the web crate's build fetches hls.js with `npm ci` (web/package-lock.json)
+# and the browser tests drive Chromium with playwright-core. A Node.js from elsewhere (e.g.
+# NodeSource, which bundles npm) is kept.
+ensure_node() {
+  if command -v node >/dev/null && command -v npm >/dev/null; then return 0; fi
+  apt_install nodejs npm
+}
+
+# Build dependencies of the workspace (C parts of openh264 and aws-lc; libopus, libdav1d and
+# libvpx that the HLS transcoder links).
 ensure_build_deps() {
-  apt_install build-essential pkg-config
+  ensure_node
+  apt_install build-essential pkg-config libopus-dev libdav1d-dev libvpx-dev
 }

@@ -96,9 +96,100 @@ pub struct ServeSettings {
     /// Payment page for the webhook provider; `{paymentID}` is replaced.
     #[arg(long, env = "ONAIR_PAYMENT_INPUT_URL")]
     pub payment_input_url: Option<String>,
+    /// Transcoded HLS ladder: output heights, largest first (rungs not below the source are
+    /// skipped); `none` for the source rendition only.
+    #[arg(long, env = "ONAIR_HLS_LADDER", default_value = "720,480,360")]
+    pub hls_ladder: String,
+    /// HLS encoder effort: `fast`, `medium` or `quality`.
+    #[arg(long, env = "ONAIR_HLS_ENCODER_SPEED", default_value = "fast")]
+    pub hls_encoder_speed: onair_transcoder::EncoderSpeed,
+    /// How long signed HLS URLs stay valid (`30m`, `6h`, `1d`).
+    #[arg(long, env = "ONAIR_HLS_SIGNED_URL_TTL", default_value = "6h", value_parser = parse_duration)]
+    pub hls_signed_url_ttl: Duration,
+    /// Recordings older than this are deleted (`7d`); unset keeps them forever.
+    #[arg(long, env = "ONAIR_HLS_RETENTION", value_parser = parse_duration)]
+    pub hls_retention: Option<Duration>,
+    /// Object storage that finished recordings move to: `s3://bucket/prefix` (credentials and
+    /// region from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`). Unset: the data dir.
+    #[arg(long, env = "ONAIR_HLS_STORAGE")]
+    pub hls_storage: Option<Box<str>>,
+    /// Endpoint of an S3-compatible service other than AWS (MinIO, R2, ...), for `--hls-storage`.
+    #[arg(long, env = "ONAIR_S3_ENDPOINT")]
+    pub s3_endpoint: Option<Box<str>>,
     /// Database and secrets.
     #[command(flatten)]
     pub data: DataSettings,
+}
+
+/// A duration like `90`, `90s`, `30m`, `6h` or `7d`.
+pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().with_context(|| format!("bad duration {s}"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => anyhow::bail!("bad duration unit in {s} (use s, m, h or d)"),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+impl ServeSettings {
+    /// The defaults of `onair serve` on loopback with ephemeral ports and `data_dir` (tests,
+    /// examples).
+    pub fn loopback(data_dir: PathBuf) -> Self {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeSettings,
+        }
+        let mut s = <Cli as clap::Parser>::parse_from(["onair"]).serve;
+        s.http_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        s.media_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        s.data.data_dir = data_dir;
+        s
+    }
+
+    fn hls_config(&self, signing_secret: Vec<u8>) -> anyhow::Result<onair_transcoder::HlsConfig> {
+        let mut cfg =
+            onair_transcoder::HlsConfig::new(self.data.data_dir.join("hls"), signing_secret);
+        cfg.ladder.heights = match self.hls_ladder.trim() {
+            "" | "none" => Vec::new(),
+            list => {
+                let mut heights = list
+                    .split(',')
+                    .map(|h| h.trim().trim_end_matches('p').parse::<u32>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .with_context(|| format!("bad --hls-ladder {list} (e.g. 720,480,360)"))?;
+                anyhow::ensure!(
+                    heights
+                        .iter()
+                        .all(|h| (144..=2160).contains(h) && h % 2 == 0),
+                    "--hls-ladder heights must be even, 144 to 2160"
+                );
+                heights.sort_unstable_by(|a, b| b.cmp(a));
+                heights.dedup();
+                heights
+            }
+        };
+        cfg.ladder.speed = self.hls_encoder_speed;
+        cfg.signed_url_ttl = self.hls_signed_url_ttl;
+        cfg.retention = self.hls_retention;
+        cfg.storage = self
+            .hls_storage
+            .as_deref()
+            .map(|url| {
+                onair_transcoder::config::ObjectStorageConfig::parse(
+                    url,
+                    self.s3_endpoint.as_deref().map(str::to_string),
+                )
+            })
+            .transpose()
+            .map_err(anyhow::Error::msg)
+            .context("--hls-storage")?;
+        Ok(cfg)
+    }
 }
 
 /// A running server.
@@ -176,7 +267,8 @@ impl Server {
             &registry,
         )
         .context("starting chat")?;
-        let hls = onair_transcoder::Hls::start(sfu.clone(), s.data.data_dir.join("hls"));
+        let hls_config = s.hls_config(api.derived_secret(onair_transcoder::signing::KEY_LABEL))?;
+        let hls = onair_transcoder::Hls::start(sfu.clone(), hls_config.clone(), &registry);
         let sessions = signaling.clone();
         onair_chat::datachannel::spawn_bridge(
             chat.clone(),
@@ -195,8 +287,9 @@ impl Server {
         let app = Router::new()
             .merge(signaling.router())
             .merge(chat.router())
-            .merge(hls.router())
+            .merge(hls.router(api.clone(), &hls_config))
             .merge(api.router())
+            .merge(onair_web::router())
             .merge(
                 Router::new()
                     .route("/metrics", get(metrics))

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use onair::{DataSettings, ServeSettings, Server};
 
@@ -62,19 +61,6 @@ enum ChannelCmd {
         #[command(flatten)]
         data: DataSettings,
     },
-}
-
-fn parse_ttl(s: &str) -> anyhow::Result<Duration> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().with_context(|| format!("bad duration {s}"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
-        _ => anyhow::bail!("bad duration unit in {s} (use s, m, h or d)"),
-    };
-    Ok(Duration::from_secs(secs))
 }
 
 fn init_logs(format: &str) {
@@ -167,7 +153,10 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let api = data.open_api(&prometheus::Registry::new()).await?;
             let name = name.unwrap_or_else(|| user_id.clone());
-            println!("{}", api.mint_token(&user_id, &name, parse_ttl(&ttl)?)?);
+            println!(
+                "{}",
+                api.mint_token(&user_id, &name, onair::parse_duration(&ttl)?)?
+            );
         }
     }
     Ok(())

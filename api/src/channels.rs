@@ -34,6 +34,8 @@ pub struct Channel {
     pub follower_count: u64,
     /// Created.
     pub created_at: DateTime<Utc>,
+    /// HLS is served only with signed URLs.
+    pub require_signed_hls: bool,
 }
 
 impl From<channels::Model> for Channel {
@@ -46,6 +48,7 @@ impl From<channels::Model> for Channel {
             stream_title: m.stream_title,
             follower_count: u64::try_from(m.follower_count).unwrap_or(0),
             created_at: m.created_at,
+            require_signed_hls: m.require_signed_hls,
         }
     }
 }
@@ -95,6 +98,8 @@ pub struct ChannelUpdate {
     pub description: Option<String>,
     /// Stream title.
     pub title: Option<String>,
+    /// Require signed HLS URLs.
+    pub require_signed_hls: Option<bool>,
 }
 
 fn check_name(name: &str) -> ApiResult<()> {
@@ -155,6 +160,7 @@ impl Api {
             created_at: Set(now),
             updated_at: Set(now),
             key_rotated_at: Set(now),
+            require_signed_hls: Set(false),
         };
         match channels::Entity::insert(model)
             .exec_without_returning(self.db())
@@ -320,6 +326,9 @@ impl Api {
         if let Some(t) = &update.title {
             check_title(t)?;
             q = q.col_expr(channels::Column::StreamTitle, Expr::value(t.clone()));
+        }
+        if let Some(b) = update.require_signed_hls {
+            q = q.col_expr(channels::Column::RequireSignedHls, Expr::value(b));
         }
         if q.exec(self.db()).await?.rows_affected == 0 {
             return Err(ApiError::no_channel(channel_id));

@@ -16,6 +16,7 @@ pub mod live;
 pub mod metrics;
 pub mod payments;
 pub mod ratelimit;
+pub mod recordings;
 pub mod relationship;
 pub mod secrets;
 pub mod subscriptions;
@@ -48,6 +49,7 @@ struct Inner {
     db: DatabaseConnection,
     config: ApiConfig,
     jwt: auth::JwtKeys,
+    secret: Vec<u8>,
     live: live::LiveState,
     events: broadcast::Sender<ChannelEvent>,
     bans: bans::BanCache,
@@ -78,6 +80,7 @@ impl Api {
             inner: Arc::new(Inner {
                 db,
                 jwt,
+                secret,
                 live: live::LiveState::default(),
                 events,
                 bans: bans::BanCache::default(),
@@ -90,6 +93,16 @@ impl Api {
         };
         api.spawn_sweeper();
         Ok(api)
+    }
+
+    /// A key for another purpose derived from the node secret (HMAC-SHA256 of `label`), so
+    /// every node sharing the JWT secret derives the same key without another setting.
+    pub fn derived_secret(&self, label: &str) -> Vec<u8> {
+        use hmac::Mac as _;
+        let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&self.inner.secret)
+            .expect("HMAC takes keys of any length");
+        mac.update(label.as_bytes());
+        mac.finalize().into_bytes().to_vec()
     }
 
     /// Every minute: lapse expired subscriptions and timeouts. Stops when the last `Api` clone

@@ -103,6 +103,7 @@ impl Live {
             started_at: Set(stream.started_at),
             ended_at: Set(None),
             peak_viewers: Set(0),
+            recording: Set(None),
         })
         .exec_without_returning(self.api.db())
         .await?;

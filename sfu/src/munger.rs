@@ -17,7 +17,7 @@ pub struct SrMapping {
 
 impl SrMapping {
     /// The wall-clock instant of RTP time `ts`, extrapolated from the report.
-    fn wallclock_of(&self, ts: u32, clock_rate: u32) -> SystemTime {
+    pub fn wallclock_of(&self, ts: u32, clock_rate: u32) -> SystemTime {
         let delta = ts.wrapping_sub(self.rtp) as i32 as i64;
         let nanos = delta * 1_000_000_000 / clock_rate as i64;
         if nanos >= 0 {

@@ -1,10 +1,12 @@
 //! Shared test set-up: an in-process `onair` on loopback with a fresh data dir.
 #![allow(dead_code)]
 
+pub mod hls;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
-use onair::{DataSettings, ServeSettings, Server};
+use onair::{ServeSettings, Server};
 
 /// A running server, its data dir and a channel with a known key.
 pub struct TestServer {
@@ -18,11 +20,16 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server with a channel `chan` (and the auto-created `demo`).
     pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Like [`TestServer::start`], with the settings changed by `f` first.
+    pub async fn start_with(f: impl FnOnce(&mut ServeSettings)) -> TestServer {
         let _ = tracing_subscriber_init();
         let dir = tempfile::tempdir().expect("temp dir");
-        let server = Server::start(&settings(dir.path()))
-            .await
-            .expect("server starts");
+        let mut s = settings(dir.path());
+        f(&mut s);
+        let server = Server::start(&s).await.expect("server starts");
         let created = server
             .api
             .create_channel(onair_api::NewChannel {
@@ -95,6 +102,11 @@ impl TestServer {
 
     /// Stops the server and starts a new one on the same data dir (a node restart).
     pub async fn restart(self) -> TestServer {
+        self.restart_with(|_| {}).await
+    }
+
+    /// Like [`TestServer::restart`], with the settings changed by `f` first.
+    pub async fn restart_with(self, f: impl FnOnce(&mut ServeSettings)) -> TestServer {
         let TestServer {
             server,
             dir,
@@ -103,9 +115,9 @@ impl TestServer {
             http,
         } = self;
         server.stop(Duration::from_secs(2)).await;
-        let server = Server::start(&settings(dir.path()))
-            .await
-            .expect("server restarts");
+        let mut s = settings(dir.path());
+        f(&mut s);
+        let server = Server::start(&s).await.expect("server restarts");
         TestServer {
             server,
             dir,
@@ -123,21 +135,9 @@ impl TestServer {
 
 /// Loopback settings on `dir` with two media shards.
 fn settings(dir: &std::path::Path) -> ServeSettings {
-    ServeSettings {
-        http_addr: "127.0.0.1:0".parse().expect("addr"),
-        media_addr: "127.0.0.1:0".parse().expect("addr"),
-        public_ip: vec![],
-        redis_url: None,
-        shards: 2,
-        payment_provider: "test".into(),
-        payment_webhook_secret: None,
-        payment_input_url: None,
-        data: DataSettings {
-            data_dir: PathBuf::from(dir),
-            database_url: None,
-            jwt_secret: None,
-        },
-    }
+    let mut s = ServeSettings::loopback(PathBuf::from(dir));
+    s.shards = 2;
+    s
 }
 
 fn tracing_subscriber_init() -> Option<()> {

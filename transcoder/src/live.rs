@@ -1,33 +1,48 @@
 //! The IO shell of the HLS fallback: for each channel that goes live, a task taps the SFU
 //! in-process, depacketizes the best simulcast layer and the audio, and packages them into
 //! LL-HLS renditions; HTTP handlers read the renditions and block on their changes.
+//!
+//! The transcoded ladder runs on a std thread per stream (never on the async workers: it is
+//! CPU-bound), fed through a bounded queue. When the queue is full the task drops frames up to
+//! the next keyframe, so a slow ladder loses whole GOPs instead of falling further behind.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
+use onair_sfu::munger::SrMapping;
 use onair_sfu::payload::VideoCodec;
 use onair_sfu::track::{Kind, SourcePacket};
 use onair_sfu::{Sfu, SfuEvent};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
+use crate::audio::{OpusToAac, OpusToAacConfig};
+use crate::avsync::{AvSync, Placement};
+use crate::config::{HlsConfig, LadderConfig};
 use crate::depacketize::{
     Depacketizer, H264Depacketizer, OpusDepacketizer, Output, RtpIn, parse_h264_sps,
 };
 use crate::fmp4::{Codec, Track};
+use crate::ladder::{H264Decoder, Ladder, RungFrame, SourceFrame, TIMESCALE};
+use crate::metrics::HlsMetrics;
 use crate::playlist::{
     AudioRendition, MultivariantPlaylist, PlaylistTiming, TimelineConfig, VideoVariant,
 };
-use crate::rendition::{Rendition, RenditionInfo};
+use crate::rendition::{LatencyGauges, Rendition, RenditionInfo};
 
 /// Packets a stream's task may fall behind the SFU before it loses some.
 const TAP_CAPACITY: usize = 8192;
 /// Keyframe requests upstream, at most this often.
 const KEYFRAME_EVERY: Duration = Duration::from_secs(1);
+/// Source frames queued in front of the ladder thread (about two seconds at 30 fps).
+const LADDER_QUEUE: usize = 60;
+/// Part target of transcoded renditions.
+const LADDER_PART: Duration = Duration::from_millis(250);
 
 /// The HLS service of a node.
 #[derive(Clone)]
@@ -37,7 +52,8 @@ pub struct Hls {
 
 struct HlsInner {
     sfu: Sfu,
-    root: PathBuf,
+    config: HlsConfig,
+    metrics: HlsMetrics,
     streams: Mutex<HashMap<String, Arc<Stream>>>,
 }
 
@@ -55,16 +71,22 @@ pub struct Stream {
 #[derive(Default)]
 struct StreamState {
     video: Option<Rendition>,
+    /// Transcoded rungs by ladder index; `None` until a rung's first IDR.
+    ladder: Vec<Option<Rendition>>,
+    /// Opus as published.
     audio: Option<Rendition>,
+    /// AAC-LC transcoded from the Opus (many TVs play nothing else).
+    aac: Option<Rendition>,
 }
 
 impl Hls {
-    /// HLS for the channels of `sfu`, files under `root` (`<root>/<channel>/<stream>/...`).
-    pub fn start(sfu: Sfu, root: PathBuf) -> Self {
+    /// HLS for the channels of `sfu`, files under `config.root`, metrics in `registry`.
+    pub fn start(sfu: Sfu, config: HlsConfig, registry: &prometheus::Registry) -> Self {
         let hls = Hls {
             inner: Arc::new(HlsInner {
                 sfu,
-                root,
+                config,
+                metrics: HlsMetrics::new(registry),
                 streams: Mutex::new(HashMap::new()),
             }),
         };
@@ -79,7 +101,7 @@ impl Hls {
 
     /// Where a channel's recordings are kept.
     pub fn channel_dir(&self, channel: &str) -> PathBuf {
-        self.inner.root.join(channel)
+        self.inner.config.root.join(channel)
     }
 
     fn spawn_event_loop(&self) {
@@ -112,7 +134,7 @@ impl Hls {
         );
         let stream = Arc::new(Stream {
             channel: channel.to_string(),
-            dir: self.inner.root.join(channel).join(id),
+            dir: self.inner.config.root.join(channel).join(id),
             state: Mutex::new(StreamState::default()),
             ended: AtomicBool::new(false),
             changed: watch::channel(0).0,
@@ -127,8 +149,10 @@ impl Hls {
         }
         let rx = self.inner.sfu.tap(channel, TAP_CAPACITY);
         let sfu = self.inner.sfu.clone();
+        let ladder = self.inner.config.ladder.clone();
+        let metrics = self.inner.metrics.clone();
         tokio::spawn(async move {
-            Packager::new(stream, sfu).run(rx).await;
+            Packager::new(stream, sfu, ladder, metrics).run(rx).await;
         });
     }
 }
@@ -163,8 +187,16 @@ impl Stream {
         }
         let now = SystemTime::now();
         let st = &mut *guard;
-        for r in st.video.iter_mut().chain(st.audio.iter_mut()) {
-            r.finish(now);
+        for r in st
+            .video
+            .iter_mut()
+            .chain(st.ladder.iter_mut().flatten())
+            .chain(st.audio.iter_mut())
+            .chain(st.aac.iter_mut())
+        {
+            if !r.retired {
+                r.finish(now);
+            }
         }
         let list = st.renditions();
         let timing = ladder_timing(&list);
@@ -183,9 +215,121 @@ impl Stream {
 }
 
 impl StreamState {
-    /// Video first, then audio.
+    /// The source, the rungs largest first, then audio (AAC, Opus).
     fn renditions(&self) -> Vec<&Rendition> {
-        self.video.iter().chain(self.audio.iter()).collect()
+        self.video
+            .iter()
+            .chain(self.ladder.iter().flatten())
+            .chain(self.aac.iter())
+            .chain(self.audio.iter())
+            .collect()
+    }
+}
+
+impl Stream {
+    /// Publishes encoded rung frames, creating each rung's rendition at its first IDR.
+    fn publish_rungs(
+        &self,
+        ladder: &Ladder,
+        frames: Vec<RungFrame>,
+        job: &LadderJob,
+        metrics: &HlsMetrics,
+    ) {
+        let mut st = self.state.lock();
+        let specs = ladder.rungs();
+        if st.ladder.len() < specs.len() {
+            st.ladder.resize_with(specs.len(), || None);
+        }
+        for f in frames {
+            let Some(spec) = specs.get(f.rung) else {
+                continue;
+            };
+            let slot = &mut st.ladder[f.rung];
+            if slot.is_none() {
+                let (true, Some(sps), Some(pps)) =
+                    (f.keyframe, f.picture.sps.clone(), f.picture.pps.clone())
+                else {
+                    continue;
+                };
+                let codec = Codec::H264 {
+                    sps,
+                    pps,
+                    width: u16::try_from(spec.width).unwrap_or(u16::MAX),
+                    height: u16::try_from(spec.height).unwrap_or(u16::MAX),
+                };
+                let info = RenditionInfo {
+                    name: spec.name.clone(),
+                    // From the SPS the encoder actually wrote.
+                    codecs: codec.rfc6381(),
+                    resolution: Some((spec.width, spec.height)),
+                    channels: None,
+                    frame_rate: Some(snap_frame_rate(ladder.fps())),
+                };
+                let track = Track {
+                    id: 1,
+                    timescale: 90_000,
+                    codec,
+                };
+                let mut cfg = TimelineConfig::new(90_000);
+                cfg.segment_target = ladder.segment();
+                cfg.part_target = LADDER_PART.min(cfg.segment_target);
+                match Rendition::new(info, track, cfg, self.dir.join(&spec.name)) {
+                    Ok(mut r) => {
+                        r.set_latency_gauges(latency_gauges(metrics, &spec.name));
+                        *slot = Some(r);
+                    }
+                    Err(e) => {
+                        tracing::warn!(rendition = %spec.name, error = %e, "cannot start a ladder rendition");
+                        continue;
+                    }
+                }
+            }
+            if let Some(r) = slot.as_mut()
+                && !r.retired
+            {
+                r.push(
+                    f.dts,
+                    f.keyframe,
+                    Bytes::from(f.picture.data),
+                    job.wallclock,
+                    job.arrived,
+                );
+            }
+        }
+        drop(st);
+        self.notify();
+    }
+
+    /// Ends a rung the ladder no longer encodes and takes it off the multivariant playlist.
+    fn retire_rung(&self, rung: usize) {
+        let mut st = self.state.lock();
+        if let Some(Some(r)) = st.ladder.get_mut(rung)
+            && !r.retired
+        {
+            r.finish(SystemTime::now());
+            r.retired = true;
+        }
+        drop(st);
+        self.notify();
+    }
+}
+
+/// FRAME-RATE as players expect it: common rates exactly, others to 3 decimals.
+fn snap_frame_rate(fps: f64) -> f64 {
+    const COMMON: [f64; 9] = [15.0, 23.976, 24.0, 25.0, 29.97, 30.0, 50.0, 59.94, 60.0];
+    COMMON
+        .iter()
+        .copied()
+        .find(|c| (fps - c).abs() / c < 0.004)
+        .unwrap_or((fps * 1000.0).round() / 1000.0)
+}
+
+fn latency_gauges(metrics: &HlsMetrics, rendition: &str) -> LatencyGauges {
+    LatencyGauges {
+        part: metrics.part_latency_seconds.with_label_values(&[rendition]),
+        segment: metrics
+            .segment_latency_seconds
+            .with_label_values(&[rendition]),
     }
 }
 
@@ -197,7 +341,9 @@ fn ladder_timing(list: &[&Rendition]) -> Option<PlaylistTiming> {
         .reduce(PlaylistTiming::max)
 }
 
-/// The multivariant playlist of renditions (video variants with the audio group).
+/// The multivariant playlist of renditions: one audio group per audio codec, and every video
+/// rendition listed once per group, AAC first (players that take the first variant they can play
+/// then pick AAC, which every TV decodes).
 pub fn multivariant(list: &[&Rendition]) -> MultivariantPlaylist {
     let audio: Vec<AudioRendition> = list
         .iter()
@@ -205,7 +351,7 @@ pub fn multivariant(list: &[&Rendition]) -> MultivariantPlaylist {
         .map(|r| {
             let (peak, avg) = r.timeline.bitrates().unwrap_or((128_000, 128_000));
             AudioRendition {
-                group_id: "audio".into(),
+                group_id: audio_group(&r.info.codecs).into(),
                 name: r.info.name.clone(),
                 language: None,
                 channels: r.info.channels.unwrap_or(2),
@@ -218,24 +364,43 @@ pub fn multivariant(list: &[&Rendition]) -> MultivariantPlaylist {
             }
         })
         .collect();
-    let group = (!audio.is_empty()).then(|| "audio".to_string());
-    let variants = list
-        .iter()
-        .filter(|r| r.info.resolution.is_some())
-        .map(|r| {
+    let mut groups: Vec<Option<String>> = Vec::new();
+    for a in &audio {
+        if !groups.contains(&Some(a.group_id.clone())) {
+            groups.push(Some(a.group_id.clone()));
+        }
+    }
+    if groups.is_empty() {
+        groups.push(None);
+    }
+    let mut variants = Vec::new();
+    for group in &groups {
+        for r in list
+            .iter()
+            .filter(|r| r.info.resolution.is_some() && !r.retired)
+        {
             let (peak, avg) = r.timeline.bitrates().unwrap_or((1_000_000, 1_000_000));
-            VideoVariant {
+            variants.push(VideoVariant {
                 uri: format!("{}/index.m3u8", r.info.name),
                 codecs: r.info.codecs.clone(),
                 peak_bandwidth: peak,
                 average_bandwidth: Some(avg),
                 resolution: r.info.resolution,
-                frame_rate: None,
+                frame_rate: r.info.frame_rate,
                 audio_group: group.clone(),
-            }
-        })
-        .collect();
+            });
+        }
+    }
     MultivariantPlaylist { audio, variants }
+}
+
+/// The audio group of a codec string: `aac` for MPEG-4 audio, else the codec's name.
+fn audio_group(codecs: &str) -> &str {
+    if codecs.starts_with("mp4a") {
+        "aac"
+    } else {
+        codecs.split('.').next().unwrap_or("audio")
+    }
 }
 
 /// Extends 32-bit RTP timestamps to a monotonic 64-bit timeline starting at an offset.
@@ -247,6 +412,11 @@ struct Clock {
 impl Clock {
     fn new() -> Self {
         Self { last: None, at: 0 }
+    }
+
+    /// Whether the first sample has been placed.
+    fn started(&self) -> bool {
+        self.last.is_some()
     }
 
     /// Decode time of RTP time `ts`; `offset` (ticks) places the first sample on the shared
@@ -269,26 +439,67 @@ struct Packager {
     stream: Arc<Stream>,
     sfu: Sfu,
     started: Instant,
-    video: H264Depacketizer,
+    video: SourceVideo,
     audio: OpusDepacketizer,
     video_layer: Option<usize>,
     video_clock: Clock,
     audio_clock: Clock,
     last_keyframe_request: Option<Instant>,
+    /// Source frame rate estimate: last decode time and smoothed frame interval (ticks).
+    last_video_dts: Option<u64>,
+    frame_ticks: Option<u64>,
+    ladder_config: LadderConfig,
+    ladder: Option<SyncSender<LadderJob>>,
+    /// The ladder queue overflowed: skip frames until the next keyframe.
+    ladder_dropping: bool,
+    metrics: HlsMetrics,
+    /// Opus→AAC transcoder; `None` when it could not be created (the Opus rendition stays).
+    aac: Option<OpusToAac>,
+    /// Places the first frame of each track from the sender reports.
+    sync: Option<AvSync>,
+    /// Latest sender reports of the audio and the packaged video layer.
+    audio_sr: Option<SrMapping>,
+    video_sr: Option<SrMapping>,
+}
+
+/// One source frame on its way to the ladder thread.
+struct LadderJob {
+    dts: u64,
+    keyframe: bool,
+    data: Bytes,
+    wallclock: SystemTime,
+    arrived: Instant,
 }
 
 impl Packager {
-    fn new(stream: Arc<Stream>, sfu: Sfu) -> Self {
+    fn new(
+        stream: Arc<Stream>,
+        sfu: Sfu,
+        ladder_config: LadderConfig,
+        metrics: HlsMetrics,
+    ) -> Self {
         Self {
             stream,
             sfu,
             started: Instant::now(),
-            video: H264Depacketizer::new(),
+            video: SourceVideo::default(),
             audio: OpusDepacketizer::new(),
             video_layer: None,
             video_clock: Clock::new(),
             audio_clock: Clock::new(),
             last_keyframe_request: None,
+            last_video_dts: None,
+            frame_ticks: None,
+            ladder_config,
+            ladder: None,
+            ladder_dropping: false,
+            metrics,
+            aac: OpusToAac::new(OpusToAacConfig::default())
+                .inspect_err(|e| tracing::warn!(error = %e, "no AAC rendition"))
+                .ok(),
+            sync: None,
+            audio_sr: None,
+            video_sr: None,
         }
     }
 
@@ -329,11 +540,22 @@ impl Packager {
             .request_keyframe(&self.stream.channel, self.video_layer.unwrap_or(0));
     }
 
-    /// Ticks since the stream started, on a clock of `rate` Hz (aligns audio and video by
-    /// arrival time until sender reports take over).
-    fn offset(&self, at: Instant, rate: u64) -> u64 {
-        let d = at.saturating_duration_since(self.started);
-        (d.as_micros() as u64).saturating_mul(rate) / 1_000_000
+    /// Where the first frame of a track goes on the stream clock (`None`: drop it and wait
+    /// for the sender reports that place it).
+    fn first_offset(&mut self, p: &SourcePacket, ts: u32, rate: u32) -> Option<u64> {
+        let need_audio = p.track.audio.is_some();
+        let started = self.started;
+        let sync = self
+            .sync
+            .get_or_insert_with(|| AvSync::new(started, need_audio));
+        let (own, other) = match p.kind {
+            Kind::Audio => (self.audio_sr, self.video_sr),
+            Kind::Video => (self.video_sr, self.audio_sr),
+        };
+        match sync.place(ts, rate, own, other, p.received) {
+            Placement::At(offset) => Some(offset),
+            Placement::Wait => None,
+        }
     }
 
     fn on_packet(&mut self, p: &SourcePacket) {
@@ -345,18 +567,31 @@ impl Packager {
         };
         match p.kind {
             Kind::Audio => {
+                if p.sr.is_some() {
+                    self.audio_sr = p.sr;
+                }
                 let outs = self.audio.push(&rtp);
                 for o in outs {
                     if let Output::Frame(f) = o {
-                        let offset = self.offset(p.received, 48_000);
+                        let offset = if self.audio_clock.started() {
+                            0
+                        } else {
+                            match self.first_offset(p, f.timestamp, 48_000) {
+                                Some(o) => o,
+                                None => continue,
+                            }
+                        };
                         let dts = self.audio_clock.dts(f.timestamp, offset);
-                        self.on_audio(dts, f.data);
+                        self.on_audio(dts, f.data, p.received);
                     }
                 }
             }
             Kind::Video => {
-                // Only H.264 sources are packaged so far (AV1/VP8 need the transcoded ladder).
-                if p.track.video.as_ref().map(|v| v.codec) != Some(VideoCodec::H264) {
+                // H.264, AV1 and VP8 sources are packaged; VP9 is not.
+                let Some(codec) = p.track.video.as_ref().map(|v| v.codec) else {
+                    return;
+                };
+                if !self.video.accepts(codec) {
                     return;
                 }
                 let best = p
@@ -369,13 +604,29 @@ impl Packager {
                 if p.layer != layer {
                     return;
                 }
+                if p.sr.is_some() {
+                    self.video_sr = p.sr;
+                }
                 let outs = self.video.push(&rtp);
                 for o in outs {
                     match o {
                         Output::Frame(f) => {
-                            let offset = self.offset(p.received, 90_000);
+                            let offset = if self.video_clock.started() {
+                                0
+                            } else {
+                                // The first packaged frame must be a keyframe anyway: wait for
+                                // one that can be placed.
+                                match self.first_offset(p, f.timestamp, 90_000) {
+                                    Some(o) if f.keyframe => o,
+                                    Some(_) => {
+                                        self.request_keyframe();
+                                        continue;
+                                    }
+                                    None => continue,
+                                }
+                            };
                             let dts = self.video_clock.dts(f.timestamp, offset);
-                            self.on_video(dts, f.keyframe, f.data);
+                            self.on_video(dts, f.keyframe, f.data, p.received);
                         }
                         Output::NeedKeyframe => self.request_keyframe(),
                     }
@@ -384,32 +635,33 @@ impl Packager {
         }
     }
 
-    fn on_video(&mut self, dts: u64, keyframe: bool, data: Vec<u8>) {
+    fn on_video(&mut self, dts: u64, keyframe: bool, data: Vec<u8>, arrived: Instant) {
         let now = SystemTime::now();
+        if let Some(last) = self.last_video_dts
+            && dts > last
+            && dts - last <= TIMESCALE
+        {
+            let d = dts - last;
+            self.frame_ticks = Some(self.frame_ticks.map_or(d, |f| (f * 7 + d).div_ceil(8)));
+        }
+        self.last_video_dts = Some(dts);
         let mut st = self.stream.state.lock();
-        if st.video.is_none() {
+        // VP8 has no HLS packaging: its stream only feeds the ladder.
+        if st.video.is_none() && self.video.remuxed() {
             if !keyframe {
                 drop(st);
                 self.request_keyframe();
                 return;
             }
-            let (Some(sps), Some(pps)) = (self.video.sps(), self.video.pps()) else {
+            let Some((codec, (width, height))) = self.video.source_codec() else {
                 return;
-            };
-            let Some(info) = parse_h264_sps(sps) else {
-                return;
-            };
-            let codec = Codec::H264 {
-                sps: sps.to_vec(),
-                pps: pps.to_vec(),
-                width: u16::try_from(info.width).unwrap_or(u16::MAX),
-                height: u16::try_from(info.height).unwrap_or(u16::MAX),
             };
             let rinfo = RenditionInfo {
                 name: "source".into(),
                 codecs: codec.rfc6381(),
-                resolution: Some((info.width, info.height)),
+                resolution: Some((width, height)),
                 channels: None,
+                frame_rate: None,
             };
             let track = Track {
                 id: 1,
@@ -422,21 +674,91 @@ impl Packager {
                 TimelineConfig::new(90_000),
                 self.stream.dir.join("source"),
             ) {
-                Ok(r) => st.video = Some(r),
+                Ok(mut r) => {
+                    r.set_latency_gauges(latency_gauges(&self.metrics, "source"));
+                    st.video = Some(r);
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot start the source rendition");
                     return;
                 }
             }
         }
+        let data = Bytes::from(data);
         if let Some(r) = st.video.as_mut() {
-            r.push(dts, keyframe, Bytes::from(data), now);
+            if let Some(ticks) = self.frame_ticks {
+                r.info.frame_rate = Some(snap_frame_rate(TIMESCALE as f64 / ticks as f64));
+            }
+            r.push(dts, keyframe, data.clone(), now, arrived);
         }
         drop(st);
         self.stream.notify();
+        self.feed_ladder(LadderJob {
+            dts,
+            keyframe,
+            data,
+            wallclock: now,
+            arrived,
+        });
     }
 
-    fn on_audio(&mut self, dts: u64, data: Vec<u8>) {
+    /// Queues a frame for the ladder thread (started with the first frame, a keyframe).
+    fn feed_ladder(&mut self, job: LadderJob) {
+        if self.ladder_config.heights.is_empty() {
+            return;
+        }
+        if self.ladder.is_none() {
+            self.ladder = self.spawn_ladder();
+        }
+        let Some(tx) = &self.ladder else {
+            return;
+        };
+        let dropped = self.metrics.dropped_frames.with_label_values(&["ladder"]);
+        if self.ladder_dropping && !job.keyframe {
+            dropped.inc();
+            return;
+        }
+        match tx.try_send(job) {
+            Ok(()) => self.ladder_dropping = false,
+            Err(TrySendError::Full(_)) => {
+                if !self.ladder_dropping {
+                    tracing::warn!(channel = %self.stream.channel, "HLS ladder queue full; dropping frames up to the next keyframe");
+                }
+                self.ladder_dropping = true;
+                dropped.inc();
+                // The ladder resumes at a keyframe; ask for one rather than wait out the GOP.
+                self.request_keyframe();
+            }
+            // The thread gave up (no rung to encode, or no decoder): stop feeding it.
+            Err(TrySendError::Disconnected(_)) => {
+                self.ladder_config.heights.clear();
+                self.ladder = None;
+            }
+        }
+    }
+
+    fn spawn_ladder(&mut self) -> Option<SyncSender<LadderJob>> {
+        let (tx, rx) = sync_channel(LADDER_QUEUE);
+        let stream = self.stream.clone();
+        let sfu = self.sfu.clone();
+        let layer = self.video_layer.unwrap_or(0);
+        let cfg = self.ladder_config.clone();
+        let metrics = self.metrics.clone();
+        let codec = self.video.codec();
+        let spawned = std::thread::Builder::new()
+            .name(format!("hls-ladder-{}", self.stream.channel))
+            .spawn(move || run_ladder(stream, sfu, layer, codec, cfg, metrics, rx));
+        match spawned {
+            Ok(_) => Some(tx),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the HLS ladder thread");
+                self.ladder_config.heights.clear();
+                None
+            }
+        }
+    }
+
+    fn on_audio(&mut self, dts: u64, data: Vec<u8>, arrived: Instant) {
         let now = SystemTime::now();
         let mut st = self.stream.state.lock();
         if st.audio.is_none() {
@@ -450,6 +772,7 @@ impl Packager {
                 codecs: codec.rfc6381(),
                 resolution: None,
                 channels: Some(2),
+                frame_rate: None,
             };
             let track = Track {
                 id: 1,
@@ -462,18 +785,142 @@ impl Packager {
                 TimelineConfig::new(48_000),
                 self.stream.dir.join("audio"),
             ) {
-                Ok(r) => st.audio = Some(r),
+                Ok(mut r) => {
+                    r.set_latency_gauges(latency_gauges(&self.metrics, "audio"));
+                    st.audio = Some(r);
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot start the audio rendition");
                     return;
                 }
             }
         }
+        drop(st);
+        // Encode outside the stream lock: playlist requests wait on it.
+        let aac_frames = self
+            .aac
+            .as_mut()
+            .map(|t| t.push(dts, &data))
+            .unwrap_or_default();
+        let mut st = self.stream.state.lock();
         if let Some(r) = st.audio.as_mut() {
-            r.push(dts, true, Bytes::from(data), now);
+            r.push(dts, true, Bytes::from(data), now, arrived);
+        }
+        if let (Some(t), false) = (&self.aac, aac_frames.is_empty()) {
+            if st.aac.is_none() {
+                let track = t.track(1);
+                let rinfo = RenditionInfo {
+                    name: "aac".into(),
+                    codecs: track.codec.rfc6381(),
+                    resolution: None,
+                    channels: Some(2),
+                    frame_rate: None,
+                };
+                match Rendition::new(
+                    rinfo,
+                    track,
+                    TimelineConfig::new(48_000),
+                    self.stream.dir.join("aac"),
+                ) {
+                    Ok(mut r) => {
+                        r.set_latency_gauges(latency_gauges(&self.metrics, "aac"));
+                        st.aac = Some(r);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot start the AAC rendition"),
+                }
+            }
+            if let Some(r) = st.aac.as_mut() {
+                for f in aac_frames {
+                    r.push(f.dts, true, f.data, now, arrived);
+                }
+            }
         }
         drop(st);
         self.stream.notify();
+    }
+}
+
+/// The ladder thread of one stream: decode, scale, encode, publish, until the stream ends or
+/// the packager drops its end of the queue.
+fn run_ladder(
+    stream: Arc<Stream>,
+    sfu: Sfu,
+    layer: usize,
+    codec: Option<VideoCodec>,
+    cfg: LadderConfig,
+    metrics: HlsMetrics,
+    rx: Receiver<LadderJob>,
+) {
+    let decoder = match source_decoder(codec) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start the HLS ladder decoder");
+            return;
+        }
+    };
+    let mut ladder = Ladder::new(cfg, decoder);
+    let mut last_request: Option<Instant> = None;
+    let dropped = metrics.dropped_frames.with_label_values(&["ladder"]);
+    while let Ok(job) = rx.recv() {
+        if stream.ended() {
+            return;
+        }
+        let out = ladder.push(&SourceFrame {
+            dts: job.dts,
+            keyframe: job.keyframe,
+            data: &job.data,
+        });
+        let names: Vec<String> = ladder.rungs().iter().map(|r| r.name.clone()).collect();
+        let name = |i: usize| names.get(i).map_or("?", String::as_str);
+        if let Some(d) = out.decode_time {
+            metrics
+                .encode_seconds
+                .with_label_values(&["source"])
+                .observe(d.as_secs_f64());
+        }
+        for &(i, d) in &out.encode_times {
+            metrics
+                .encode_seconds
+                .with_label_values(&[name(i)])
+                .observe(d.as_secs_f64());
+        }
+        if out.dropped {
+            dropped.inc();
+        }
+        if out.need_keyframe && last_request.is_none_or(|t| t.elapsed() >= KEYFRAME_EVERY) {
+            last_request = Some(Instant::now());
+            sfu.request_keyframe(&stream.channel, layer);
+        }
+        if let Some(report) = &out.report {
+            metrics
+                .realtime_factor
+                .with_label_values(&["ladder"])
+                .set(report.realtime_factor);
+            for &(i, f) in &report.rungs {
+                metrics.realtime_factor.with_label_values(&[name(i)]).set(f);
+            }
+        }
+        if let Some(i) = out.shed {
+            let factor = out.report.as_ref().map_or(0.0, |r| r.realtime_factor);
+            tracing::warn!(
+                channel = %stream.channel,
+                rendition = name(i),
+                realtime_factor = factor,
+                "HLS ladder behind real time; shedding its most expensive rendition"
+            );
+            metrics.shed_renditions.with_label_values(&[name(i)]).inc();
+            stream.retire_rung(i);
+        }
+        for &i in &out.failed {
+            stream.retire_rung(i);
+        }
+        if !out.frames.is_empty() {
+            stream.publish_rungs(&ladder, out.frames, &job, &metrics);
+        }
+        if ladder.is_idle() {
+            // Nothing below the source size, or everything shed: the source rendition is all.
+            return;
+        }
     }
 }
 
@@ -492,4 +939,98 @@ pub fn latest_recording(channel_dir: &Path) -> Option<PathBuf> {
         .collect();
     dirs.sort();
     dirs.pop().map(|(_, p)| p)
+}
+
+/// The source video's depacketizer, chosen by the track's codec at its first packet.
+#[derive(Default)]
+enum SourceVideo {
+    #[default]
+    Unknown,
+    H264(H264Depacketizer),
+    Av1(crate::depacketize::Av1Depacketizer),
+    Vp8(crate::depacketize::Vp8Depacketizer),
+}
+
+impl SourceVideo {
+    /// Whether packets of `codec` can be packaged (creating the depacketizer on the first).
+    fn accepts(&mut self, codec: VideoCodec) -> bool {
+        if matches!(self, SourceVideo::Unknown) {
+            *self = match codec {
+                VideoCodec::H264 => SourceVideo::H264(H264Depacketizer::new()),
+                VideoCodec::Av1 => SourceVideo::Av1(crate::depacketize::Av1Depacketizer::new()),
+                VideoCodec::Vp8 => SourceVideo::Vp8(crate::depacketize::Vp8Depacketizer::new()),
+                VideoCodec::Vp9 => return false,
+            };
+        }
+        self.codec() == Some(codec)
+    }
+
+    fn codec(&self) -> Option<VideoCodec> {
+        match self {
+            SourceVideo::Unknown => None,
+            SourceVideo::H264(_) => Some(VideoCodec::H264),
+            SourceVideo::Av1(_) => Some(VideoCodec::Av1),
+            SourceVideo::Vp8(_) => Some(VideoCodec::Vp8),
+        }
+    }
+
+    fn push(&mut self, rtp: &RtpIn<'_>) -> Vec<Output> {
+        match self {
+            SourceVideo::Unknown => Vec::new(),
+            SourceVideo::H264(d) => d.push(rtp),
+            SourceVideo::Av1(d) => d.push(rtp),
+            SourceVideo::Vp8(d) => d.push(rtp),
+        }
+    }
+
+    /// Whether the source is also served as it is (a `source` rendition).
+    fn remuxed(&self) -> bool {
+        matches!(self, SourceVideo::H264(_) | SourceVideo::Av1(_))
+    }
+
+    /// The `source` rendition's sample entry and size, from the parameter sets seen so far.
+    fn source_codec(&self) -> Option<(Codec, (u32, u32))> {
+        match self {
+            SourceVideo::H264(d) => {
+                let (sps, pps) = (d.sps()?, d.pps()?);
+                let info = parse_h264_sps(sps)?;
+                let codec = Codec::H264 {
+                    sps: sps.to_vec(),
+                    pps: pps.to_vec(),
+                    width: u16::try_from(info.width).unwrap_or(u16::MAX),
+                    height: u16::try_from(info.height).unwrap_or(u16::MAX),
+                };
+                Some((codec, (info.width, info.height)))
+            }
+            SourceVideo::Av1(d) => {
+                let obu = d.sequence_header()?;
+                let seq = crate::depacketize::parse_av1_sequence_header(obu)?;
+                let (w, h) = (seq.max_frame_width, seq.max_frame_height);
+                let codec = Codec::Av1 {
+                    sequence_header: obu.to_vec(),
+                    width: u16::try_from(w).unwrap_or(u16::MAX),
+                    height: u16::try_from(h).unwrap_or(u16::MAX),
+                    config: crate::fmp4::Av1Config::from(&seq),
+                };
+                Some((codec, (w, h)))
+            }
+            SourceVideo::Unknown | SourceVideo::Vp8(_) => None,
+        }
+    }
+}
+
+/// The ladder's decoder for a source codec: openh264, dav1d or libvpx.
+fn source_decoder(
+    codec: Option<VideoCodec>,
+) -> Result<Box<dyn crate::ladder::VideoDecoder>, crate::ladder::DecodeError> {
+    Ok(match codec {
+        Some(VideoCodec::H264) => Box::new(H264Decoder::new()?),
+        Some(VideoCodec::Av1) => Box::new(crate::ladder::Av1Decoder::new()?),
+        Some(VideoCodec::Vp8) => Box::new(crate::ladder::Vp8Decoder::new()?),
+        Some(VideoCodec::Vp9) | None => {
+            return Err(crate::ladder::DecodeError::Codec(format!(
+                "no ladder decoder for {codec:?}"
+            )));
+        }
+    })
 }

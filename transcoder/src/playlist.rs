@@ -30,7 +30,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use blocking::{
     Availability, DeliveryDirectives, DirectiveError, ReloadDecision, SkipDirective,
-    passthrough_query_suffix,
+    passthrough_query_suffix, with_uri_suffix,
 };
 pub use media::{MediaPlaylistParams, RenditionReport};
 pub use multivariant::{AudioRendition, MultivariantError, MultivariantPlaylist, VideoVariant};

@@ -4,9 +4,10 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
+use prometheus::Gauge;
 
 use crate::fmp4::{self, Sample, Track, TrackFragment};
 use crate::playlist::{
@@ -24,6 +25,17 @@ pub struct RenditionInfo {
     pub resolution: Option<(u32, u32)>,
     /// Audio channels.
     pub channels: Option<u32>,
+    /// Video frames per second (`FRAME-RATE`).
+    pub frame_rate: Option<f64>,
+}
+
+/// Where a rendition reports how far its parts and segments trail the frames they hold.
+#[derive(Clone)]
+pub struct LatencyGauges {
+    /// Seconds from the arrival of a part's first frame to the part's publication.
+    pub part: Gauge,
+    /// Seconds from the arrival of a segment's first frame to the segment's publication.
+    pub segment: Gauge,
 }
 
 /// A rendition being packaged.
@@ -40,8 +52,22 @@ pub struct Rendition {
     open_segment: Vec<u8>,
     pending: Vec<Sample>,
     pending_base: u64,
-    held: Option<(u64, bool, Bytes)>,
+    held: Option<Held>,
     sequence: u32,
+    /// Arrival of the first frame of the open part and of the open segment.
+    part_arrival: Option<Instant>,
+    segment_arrival: Option<Instant>,
+    latency: Option<LatencyGauges>,
+    /// Dropped from the ladder (shed or failed): finished, no longer offered to players.
+    pub retired: bool,
+}
+
+/// The newest frame, packaged once the next one gives its duration.
+struct Held {
+    dts: u64,
+    keyframe: bool,
+    data: Bytes,
+    arrived: Instant,
 }
 
 impl Rendition {
@@ -73,7 +99,16 @@ impl Rendition {
             pending_base: 0,
             held: None,
             sequence: 1,
+            part_arrival: None,
+            segment_arrival: None,
+            latency: None,
+            retired: false,
         })
+    }
+
+    /// Reports part and segment latency to `gauges` from now on.
+    pub fn set_latency_gauges(&mut self, gauges: LatencyGauges) {
+        self.latency = Some(gauges);
     }
 
     /// The init segment.
@@ -90,22 +125,41 @@ impl Rendition {
         }
     }
 
-    /// Takes a frame with its decode time (in the track timescale). A frame's duration is known
-    /// when the next one arrives, so each frame is packaged one frame late.
-    pub fn push(&mut self, dts: u64, keyframe: bool, data: Bytes, now: SystemTime) {
-        if let Some((prev_dts, prev_key, prev)) = self.held.take() {
-            if dts <= prev_dts {
+    /// Takes a frame with its decode time (in the track timescale), its wall-clock time and
+    /// when it arrived at the server. A frame's duration is known when the next one arrives, so
+    /// each frame is packaged one frame late.
+    pub fn push(
+        &mut self,
+        dts: u64,
+        keyframe: bool,
+        data: Bytes,
+        now: SystemTime,
+        arrived: Instant,
+    ) {
+        if let Some(prev) = self.held.take() {
+            if dts <= prev.dts {
                 // Out of order or repeated timestamp: keep the earlier frame, drop this one.
-                self.held = Some((prev_dts, prev_key, prev));
+                self.held = Some(prev);
                 return;
             }
-            let duration = u32::try_from(dts - prev_dts).unwrap_or(u32::MAX);
-            self.package(prev_dts, prev_key, prev, duration, now);
+            let duration = u32::try_from(dts - prev.dts).unwrap_or(u32::MAX);
+            self.package(prev, duration, now);
         }
-        self.held = Some((dts, keyframe, data));
+        self.held = Some(Held {
+            dts,
+            keyframe,
+            data,
+            arrived,
+        });
     }
 
-    fn package(&mut self, dts: u64, keyframe: bool, data: Bytes, duration: u32, now: SystemTime) {
+    fn package(&mut self, held: Held, duration: u32, now: SystemTime) {
+        let Held {
+            dts,
+            keyframe,
+            data,
+            arrived,
+        } = held;
         let info = SampleInfo {
             dts,
             keyframe,
@@ -122,7 +176,9 @@ impl Rendition {
         if pushed.placement.is_some() {
             if self.pending.is_empty() {
                 self.pending_base = dts;
+                self.part_arrival = Some(arrived);
             }
+            self.segment_arrival.get_or_insert(arrived);
             self.pending.push(Sample {
                 duration,
                 is_sync: keyframe,
@@ -150,6 +206,9 @@ impl Rendition {
                     self.pending.clear();
                     self.open_segment.extend_from_slice(&frag);
                     self.parts.insert((p.msn, p.index), Bytes::from(frag));
+                    if let (Some(g), Some(at)) = (&self.latency, self.part_arrival.take()) {
+                        g.part.set(at.elapsed().as_secs_f64());
+                    }
                 }
                 Action::CloseSegment(s) => {
                     let seg = Bytes::from(std::mem::take(&mut self.open_segment));
@@ -158,6 +217,9 @@ impl Rendition {
                         tracing::warn!(path = %path.display(), error = %e, "cannot write a segment");
                     }
                     self.segments.insert(s.msn, seg);
+                    if let (Some(g), Some(at)) = (&self.latency, self.segment_arrival.take()) {
+                        g.segment.set(at.elapsed().as_secs_f64());
+                    }
                 }
                 Action::Evict { msn, parts } => {
                     self.segments.remove(&msn);
@@ -172,12 +234,12 @@ impl Rendition {
     /// Ends the rendition: packages the held frame (with the previous duration) and closes the
     /// last part and segment, then writes the VOD playlist.
     pub fn finish(&mut self, now: SystemTime) {
-        if let Some((dts, key, data)) = self.held.take() {
+        if let Some(held) = self.held.take() {
             // The last frame lasts as long as the one before it (a 30 fps frame if it is alone).
             let fallback = self.track.timescale / 30;
             let duration = self.pending.last().map_or(fallback, |s| s.duration);
-            self.package(dts, key, data, duration, now);
-            let end = dts + u64::from(duration);
+            let end = held.dts + u64::from(duration);
+            self.package(held, duration, now);
             let actions = self.timeline.finish(Some(end));
             self.apply(actions);
         } else {

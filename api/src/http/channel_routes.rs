@@ -187,6 +187,7 @@ pub async fn update_channel(
                 name: req.name,
                 description: req.description,
                 title: req.title,
+                require_signed_hls: req.require_signed_hls,
             },
         )
         .await?;

@@ -148,6 +148,9 @@ pub struct UpdateChannelRequest {
     #[serde(default)]
     #[schema(max_length = 140, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub title: Option<String>,
+    /// Serve HLS only with signed URLs (from `GET /api/channels/{channelID}/hls`).
+    #[serde(default, rename = "requireSignedHls")]
+    pub require_signed_hls: Option<bool>,
 }
 
 /// A new stream key (shown once).
@@ -199,6 +202,9 @@ pub struct ChannelInfo {
     /// Exact number of followers.
     #[serde(rename = "followerCount")]
     pub follower_count: u64,
+    /// HLS playback needs a signed URL from `GET /api/channels/{channelID}/hls`.
+    #[serde(rename = "requireSignedHls")]
+    pub require_signed_hls: bool,
 }
 
 /// `GET /api/channels` query.

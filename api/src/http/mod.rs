@@ -58,6 +58,7 @@ pub(crate) fn channel_info(api: &Api, ch: &Channel) -> ChannelInfo {
             started_at: s.started_at,
         }),
         follower_count: ch.follower_count,
+        require_signed_hls: ch.require_signed_hls,
     }
 }
 

@@ -382,6 +382,7 @@ fn publisher_config(layers: Vec<LayerSpec>, fps: u32) -> PublisherConfig {
         keyframe_interval: Duration::from_secs(10),
         audio: true,
         data_channel: true,
+        video: Default::default(),
     }
 }
 
@@ -392,6 +393,8 @@ fn viewer_config() -> ViewerConfig {
         tcp_only: false,
         data_channel: true,
         answer_rewrite: None,
+        codec: Default::default(),
+        video_rtp: None,
     }
 }
 

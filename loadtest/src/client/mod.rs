@@ -4,8 +4,10 @@
 //! Both sides go through [`SdpExchange`], so tests can connect them to an in-process answerer
 //! instead of the HTTP server.
 
+pub mod av1_dd;
 pub mod chat;
 pub mod chat_ws;
+pub mod clip;
 pub mod h264;
 pub mod pattern;
 mod peer;
@@ -19,13 +21,17 @@ mod loopback;
 use std::sync::Arc;
 
 pub use chat::{CHAT_LABEL, ChatChannel};
+pub use clip::{ClipCodec, EncodedClip};
 pub use pattern::FrameStamp;
 pub use peer::ClientOptions;
 pub use publisher::{
-    LayerSpec, LayerStats, Publisher, PublisherConfig, PublisherStats, publish, publish_with,
+    LayerSpec, LayerStats, Publisher, PublisherConfig, PublisherStats, VideoSource, publish,
+    publish_with,
 };
 pub use signaling::{HttpExchange, HttpStatusError, LastResponse, Negotiated, SdpExchange};
-pub use viewer::{AnswerRewrite, Viewer, ViewerConfig, ViewerStats, play, play_with};
+pub use viewer::{
+    AnswerRewrite, VideoRtp, Viewer, ViewerCodec, ViewerConfig, ViewerStats, play, play_with,
+};
 pub use webrtc::peer_connection::RTCPeerConnectionState as ConnectionState;
 
 use webrtc::peer_connection::PeerConnection;

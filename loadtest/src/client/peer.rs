@@ -1,4 +1,5 @@
-//! Building webrtc-rs peer connections the way both test clients need them: H.264 + Opus only,
+//! Building webrtc-rs peer connections the way both test clients need them: H.264 (or, for a
+//! clip publisher, AV1 or VP8) + Opus only,
 //! NACK/RTCP reports, mDNS off, loopback sockets, and an interceptor that hands keyframe
 //! requests (PLI/FIR) to the application.
 
@@ -10,12 +11,12 @@ use std::time::{Duration, Instant};
 use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::{
-    MIME_TYPE_H264, MIME_TYPE_OPUS, MediaEngine,
+    MIME_TYPE_AV1, MIME_TYPE_H264, MIME_TYPE_OPUS, MediaEngine,
 };
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use rtc::sansio::Protocol;
 use tokio::sync::{mpsc, watch};
@@ -109,29 +110,52 @@ impl PeerConnectionEventHandler for PeerEvents {
 /// (NACK, RTCP reports, simulcast header extensions, TWCC receiver) and the keyframe-request
 /// forwarder.
 pub(crate) fn media_setup() -> anyhow::Result<(MediaEngine, Registry)> {
-    let mut media = MediaEngine::default();
-    media.register_codec(
-        RTCRtpCodecParameters {
-            rtp_codec: RTCRtpCodec {
-                mime_type: MIME_TYPE_H264.to_owned(),
-                clock_rate: 90_000,
-                channels: 0,
-                sdp_fmtp_line: H264_FMTP.to_owned(),
-                rtcp_feedback: vec![
-                    RTCPFeedback {
-                        typ: "goog-remb".to_owned(),
-                        parameter: String::new(),
-                    },
-                    RTCPFeedback {
-                        typ: "ccm".to_owned(),
-                        parameter: "fir".to_owned(),
-                    },
-                ],
-            },
-            payload_type: H264_PAYLOAD_TYPE,
+    media_setup_with(video_codec(MIME_TYPE_H264, H264_FMTP, H264_PAYLOAD_TYPE))
+}
+
+/// The video codec a test client registers: `mime` with `fmtp`, as payload type `pt`.
+pub(crate) fn video_codec(mime: &str, fmtp: &str, pt: u8) -> RTCRtpCodecParameters {
+    RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: mime.to_owned(),
+            clock_rate: 90_000,
+            channels: 0,
+            sdp_fmtp_line: fmtp.to_owned(),
+            rtcp_feedback: vec![
+                RTCPFeedback {
+                    typ: "goog-remb".to_owned(),
+                    parameter: String::new(),
+                },
+                RTCPFeedback {
+                    typ: "ccm".to_owned(),
+                    parameter: "fir".to_owned(),
+                },
+            ],
         },
-        RtpCodecKind::Video,
-    )?;
+        payload_type: pt,
+    }
+}
+
+/// [`media_setup`] with `video` as the only video codec (the AV1/VP8 clip publisher); AV1
+/// also negotiates the dependency descriptor, as browsers do.
+pub(crate) fn media_setup_with(
+    video: RTCRtpCodecParameters,
+) -> anyhow::Result<(MediaEngine, Registry)> {
+    let mut media = MediaEngine::default();
+    if video
+        .rtp_codec
+        .mime_type
+        .eq_ignore_ascii_case(MIME_TYPE_AV1)
+    {
+        media.register_header_extension(
+            RTCRtpHeaderExtensionCapability {
+                uri: super::av1_dd::AV1_DD_URI.to_owned(),
+            },
+            RtpCodecKind::Video,
+            None,
+        )?;
+    }
+    media.register_codec(video, RtpCodecKind::Video)?;
     media.register_codec(
         RTCRtpCodecParameters {
             rtp_codec: RTCRtpCodec {
@@ -161,6 +185,25 @@ pub(crate) async fn build_peer(
     build_peer_lite(opts, tcp_only, false, handler).await
 }
 
+/// [`build_peer`] offering `video` as its only video codec.
+pub(crate) async fn build_peer_with_video(
+    opts: &ClientOptions,
+    video: RTCRtpCodecParameters,
+    handler: Arc<dyn PeerConnectionEventHandler>,
+) -> anyhow::Result<Arc<dyn PeerConnection>> {
+    build_peer_with_video_on(opts, false, video, handler).await
+}
+
+/// [`build_peer_with_video`], optionally ICE-TCP only (a viewer of an AV1/VP8 stream).
+pub(crate) async fn build_peer_with_video_on(
+    opts: &ClientOptions,
+    tcp_only: bool,
+    video: RTCRtpCodecParameters,
+    handler: Arc<dyn PeerConnectionEventHandler>,
+) -> anyhow::Result<Arc<dyn PeerConnection>> {
+    build_peer_from(opts, tcp_only, false, media_setup_with(video)?, handler).await
+}
+
 /// [`build_peer`], optionally as an ICE-lite agent (what an SFU usually is).
 pub(crate) async fn build_peer_lite(
     opts: &ClientOptions,
@@ -168,10 +211,19 @@ pub(crate) async fn build_peer_lite(
     ice_lite: bool,
     handler: Arc<dyn PeerConnectionEventHandler>,
 ) -> anyhow::Result<Arc<dyn PeerConnection>> {
+    build_peer_from(opts, tcp_only, ice_lite, media_setup()?, handler).await
+}
+
+async fn build_peer_from(
+    opts: &ClientOptions,
+    tcp_only: bool,
+    ice_lite: bool,
+    (media, registry): (MediaEngine, Registry),
+    handler: Arc<dyn PeerConnectionEventHandler>,
+) -> anyhow::Result<Arc<dyn PeerConnection>> {
     use rtc::ice::mdns::MulticastDnsMode;
     use rtc::ice::network_type::NetworkType;
 
-    let (media, registry) = media_setup()?;
     let mut settings = SettingEngineBuilder::new()
         .with_multicast_dns_mode(MulticastDnsMode::Disabled)
         .with_lite(ice_lite);

@@ -1,4 +1,5 @@
-//! WHIP publisher: sends the test pattern as H.264 (optionally simulcast) plus Opus silence.
+//! WHIP publisher: sends the test pattern as H.264 (optionally simulcast), or a pre-encoded
+//! AV1 or VP8 clip, plus Opus silence.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,8 +9,13 @@ use anyhow::Context;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS};
+use rtc::peer_connection::configuration::media_engine::{
+    MIME_TYPE_AV1, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8,
+};
 use rtc::rtp;
+use rtc::rtp::codec::av1::Av1Payloader;
+use rtc::rtp::codec::vp8::Vp8Payloader;
+use rtc::rtp::packetizer::Payloader;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
@@ -21,12 +27,14 @@ use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState, RTCSessionDescription};
 use webrtc::rtp_transceiver::RtpTransceiver;
 
+use super::av1_dd::{self, AV1_DD_URI};
 use super::chat::{CHAT_LABEL, ChatChannel};
+use super::clip::{ClipCodec, EncodedClip};
 use super::h264::{H264Encoder, H264Packetizer};
 use super::pattern::{FrameStamp, PatternGenerator, now_us};
 use super::peer::{
     ClientOptions, H264_FMTP, H264_PAYLOAD_TYPE, OPUS_PAYLOAD_TYPE, PeerEvents, build_peer,
-    gathered_local_sdp, keyframe_requests, wait_connected,
+    build_peer_with_video, gathered_local_sdp, keyframe_requests, video_codec, wait_connected,
 };
 use super::signaling::{HttpExchange, LastResponse, SdpExchange};
 use super::{StopReport, spawn_terminate};
@@ -36,6 +44,22 @@ const SDES_RID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
 /// A 20 ms Opus frame: TOC 0xF8 (CELT fullband 20 ms, mono, one frame) + "silence" payload,
 /// the same packet browsers send for muted audio.
 const OPUS_SILENCE: [u8; 3] = [0xF8, 0xFF, 0xFE];
+/// Payload types offered for the clip codecs (Chrome's numbers).
+const AV1_PAYLOAD_TYPE: u8 = 45;
+const VP8_PAYLOAD_TYPE: u8 = 96;
+/// RTP payload size of clip packets (leaves room for SRTP and header extensions).
+const CLIP_MTU: usize = 1100;
+
+/// Where the published video comes from.
+#[derive(Debug, Clone, Default)]
+pub enum VideoSource {
+    /// The self-describing test pattern, encoded live as H.264 per layer.
+    #[default]
+    Pattern,
+    /// A pre-encoded AV1 or VP8 clip, looped by every layer on its own (a keyframe request
+    /// restarts that layer's loop); AV1 packets carry a dependency descriptor when negotiated.
+    Clip(Arc<EncodedClip>),
+}
 
 /// One encoding of the published video.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +131,9 @@ pub struct PublisherConfig {
     pub audio: bool,
     /// Open a `chat` data channel before the offer.
     pub data_channel: bool,
+    /// The video: the H.264 test pattern, or a pre-encoded AV1/VP8 clip that then offers
+    /// only its own codec.
+    pub video: VideoSource,
 }
 
 impl PublisherConfig {
@@ -120,6 +147,7 @@ impl PublisherConfig {
             keyframe_interval: Duration::from_secs(2),
             audio: true,
             data_channel: false,
+            video: VideoSource::Pattern,
         }
     }
 }
@@ -210,13 +238,31 @@ pub async fn publish_with(
         rids.dedup();
         anyhow::ensure!(rids.len() == cfg.layers.len(), "simulcast rids must differ");
     }
-    for l in &cfg.layers {
-        // Fail here rather than in the encoder thread.
-        PatternGenerator::new(l.width, l.height)?;
+    let clip = match &cfg.video {
+        VideoSource::Pattern => None,
+        VideoSource::Clip(c) => Some(c.clone()),
+    };
+    if let Some(c) = &clip {
+        anyhow::ensure!(!c.frames.is_empty(), "the clip has no frames");
+    } else {
+        for l in &cfg.layers {
+            // Fail here rather than in the encoder thread.
+            PatternGenerator::new(l.width, l.height)?;
+        }
     }
+    let (video_mime, video_fmtp, video_pt) = match clip.as_ref().map(|c| c.codec) {
+        None => (MIME_TYPE_H264, H264_FMTP, H264_PAYLOAD_TYPE),
+        Some(ClipCodec::Av1) => (MIME_TYPE_AV1, "", AV1_PAYLOAD_TYPE),
+        Some(ClipCodec::Vp8) => (MIME_TYPE_VP8, "", VP8_PAYLOAD_TYPE),
+    };
 
     let (handler, mut events) = PeerEvents::new();
-    let pc = build_peer(&opts, false, handler).await?;
+    let pc = if clip.is_some() {
+        let codec = video_codec(video_mime, video_fmtp, video_pt);
+        build_peer_with_video(&opts, codec, handler).await?
+    } else {
+        build_peer(&opts, false, handler).await?
+    };
 
     let stream_id = format!("onair-loadtest-{:08x}", rand::random::<u32>());
     let layers: Vec<LayerTrack> = cfg
@@ -227,11 +273,11 @@ pub async fn publish_with(
             ssrc: rand::random::<u32>(),
         })
         .collect();
-    let h264 = RTCRtpCodec {
-        mime_type: MIME_TYPE_H264.to_owned(),
+    let video_rtp_codec = RTCRtpCodec {
+        mime_type: video_mime.to_owned(),
         clock_rate: 90_000,
         channels: 0,
-        sdp_fmtp_line: H264_FMTP.to_owned(),
+        sdp_fmtp_line: video_fmtp.to_owned(),
         rtcp_feedback: vec![],
     };
     // Simulcast in webrtc-rs 0.21: one MediaStreamTrack with one coding per rid; the offer
@@ -246,7 +292,7 @@ pub async fn publish_with(
                 ..Default::default()
             },
             active: true,
-            codec: h264.clone(),
+            codec: video_rtp_codec.clone(),
             max_bitrate: l.spec.bitrate_bps,
             ..Default::default()
         })
@@ -360,7 +406,7 @@ pub async fn publish_with(
         .context("set_remote_description(answer)")?;
     wait_connected(&mut events.state, opts.connect_timeout).await?;
 
-    let video_out = SenderInfo::negotiated(&video_tr, MIME_TYPE_H264).await?;
+    let video_out = SenderInfo::negotiated(&video_tr, video_mime, video_pt).await?;
     let keyframe_wanted: Arc<Vec<AtomicBool>> =
         Arc::new(layers.iter().map(|_| AtomicBool::new(false)).collect());
     let ssrcs: Vec<u32> = layers.iter().map(|l| l.ssrc).collect();
@@ -393,12 +439,15 @@ pub async fn publish_with(
     publisher.encoder = Some(
         std::thread::Builder::new()
             .name("onair-publisher-encode".to_owned())
-            .spawn(move || encoder_cfg.run(frames_tx))
+            .spawn(move || match clip {
+                Some(clip) => encoder_cfg.run_clip(&clip, frames_tx),
+                None => encoder_cfg.run(frames_tx),
+            })
             .context("spawning encoder thread")?,
     );
 
     if let Some((track, tr, ssrc)) = audio {
-        let out = SenderInfo::negotiated(&tr, MIME_TYPE_OPUS).await?;
+        let out = SenderInfo::negotiated(&tr, MIME_TYPE_OPUS, OPUS_PAYLOAD_TYPE).await?;
         publisher.tasks.push(tokio::spawn(send_audio(
             track,
             out,
@@ -496,10 +545,15 @@ struct SenderInfo {
     mid: Option<String>,
     mid_ext: Option<u8>,
     rid_ext: Option<u8>,
+    dd_ext: Option<u8>,
 }
 
 impl SenderInfo {
-    async fn negotiated(tr: &Arc<dyn RtpTransceiver>, mime: &str) -> anyhow::Result<Self> {
+    async fn negotiated(
+        tr: &Arc<dyn RtpTransceiver>,
+        mime: &str,
+        fallback_pt: u8,
+    ) -> anyhow::Result<Self> {
         let sender = tr
             .sender()
             .await
@@ -515,11 +569,7 @@ impl SenderInfo {
             .iter()
             .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(mime))
             .map(|c| c.payload_type)
-            .unwrap_or(if mime == MIME_TYPE_H264 {
-                H264_PAYLOAD_TYPE
-            } else {
-                OPUS_PAYLOAD_TYPE
-            });
+            .unwrap_or(fallback_pt);
         let ext = |uri: &str| {
             params
                 .rtp_parameters
@@ -533,10 +583,23 @@ impl SenderInfo {
             mid: tr.mid().await.ok().flatten(),
             mid_ext: ext(SDES_MID_URI),
             rid_ext: ext(SDES_RID_URI),
+            dd_ext: ext(AV1_DD_URI),
         })
     }
 
     fn header(&self, ssrc: u32, seq: u16, ts: u32, marker: bool, rid: Option<&str>) -> rtp::Header {
+        self.header_with_dd(ssrc, seq, ts, marker, rid, None)
+    }
+
+    fn header_with_dd(
+        &self,
+        ssrc: u32,
+        seq: u16,
+        ts: u32,
+        marker: bool,
+        rid: Option<&str>,
+        dd: Option<Bytes>,
+    ) -> rtp::Header {
         let mut h = rtp::Header {
             version: 2,
             marker,
@@ -552,6 +615,9 @@ impl SenderInfo {
         if let (Some(id), Some(rid)) = (self.rid_ext, rid) {
             let _ = h.set_extension(id, Bytes::copy_from_slice(rid.as_bytes()));
         }
+        if let (Some(id), Some(dd)) = (self.dd_ext, dd) {
+            let _ = h.set_extension(id, dd);
+        }
         h
     }
 }
@@ -563,6 +629,8 @@ struct EncodedLayerFrame {
     rtp_timestamp: u32,
     keyframe: bool,
     payloads: Vec<Bytes>,
+    /// AV1 dependency-descriptor frame number (AV1 clips only).
+    dd_frame: Option<u16>,
 }
 
 struct EncoderLoop {
@@ -639,6 +707,82 @@ impl EncoderLoop {
                     rtp_timestamp,
                     keyframe: encoded.keyframe,
                     payloads,
+                    dd_frame: None,
+                };
+                if out.blocking_send(frame).is_err() {
+                    return;
+                }
+            }
+            index = index.wrapping_add(1);
+        }
+    }
+}
+
+impl EncoderLoop {
+    /// Sends a pre-encoded clip in a loop at the configured frame rate on every layer; a
+    /// keyframe request starts that layer over from the clip's first frame (a keyframe).
+    fn run_clip(self, clip: &EncodedClip, out: mpsc::Sender<EncodedLayerFrame>) {
+        struct ClipLayer {
+            ssrc: u32,
+            payloader: Box<dyn Payloader>,
+            next: usize,
+            /// Next dependency-descriptor frame number; each layer counts on its own, from a
+            /// random start like a real encoder.
+            dd_frame: u16,
+        }
+        let mut layers: Vec<ClipLayer> = self
+            .layers
+            .iter()
+            .map(|(_, ssrc)| ClipLayer {
+                ssrc: *ssrc,
+                payloader: match clip.codec {
+                    ClipCodec::Av1 => Box::new(Av1Payloader::default()),
+                    ClipCodec::Vp8 => {
+                        let mut p = Vp8Payloader::default();
+                        p.enable_picture_id = true;
+                        Box::new(p)
+                    }
+                },
+                next: 0,
+                dd_frame: rand::random(),
+            })
+            .collect();
+        let frame_time = Duration::from_secs_f64(1.0 / self.fps as f64);
+        let start = Instant::now();
+        let ts_base: u32 = rand::random();
+        let mut index: u32 = 0;
+        while !self.stop.load(Ordering::Relaxed) {
+            let due = start + frame_time * index;
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            let rtp_timestamp =
+                ts_base.wrapping_add((start.elapsed().as_micros() * 9 / 100) as u32);
+            for (i, l) in layers.iter_mut().enumerate() {
+                if self.keyframe_wanted[i].swap(false, Ordering::Relaxed) {
+                    l.next = 0;
+                }
+                let Some(frame) = clip.frames.get(l.next) else {
+                    return;
+                };
+                l.next = (l.next + 1) % clip.frames.len();
+                let payloads = match l.payloader.payload(CLIP_MTU, &frame.data) {
+                    Ok(p) if !p.is_empty() => p,
+                    Ok(_) | Err(_) => {
+                        self.stats.lock().encode_errors += 1;
+                        continue;
+                    }
+                };
+                let dd_frame = (clip.codec == ClipCodec::Av1).then_some(l.dd_frame);
+                l.dd_frame = l.dd_frame.wrapping_add(1);
+                let frame = EncodedLayerFrame {
+                    layer: i,
+                    ssrc: l.ssrc,
+                    rtp_timestamp,
+                    keyframe: frame.keyframe,
+                    payloads,
+                    dd_frame,
                 };
                 if out.blocking_send(frame).is_err() {
                     return;
@@ -665,12 +809,16 @@ async fn send_video(
             let seq = seqs[frame.layer];
             seqs[frame.layer] = seq.wrapping_add(1);
             bytes += payload.len() as u64;
-            let header = info.header(
+            let dd = frame
+                .dd_frame
+                .map(|f| av1_dd::descriptor(f, frame.keyframe, k == 0, k + 1 == n));
+            let header = info.header_with_dd(
                 frame.ssrc,
                 seq,
                 frame.rtp_timestamp,
                 k + 1 == n,
                 rids[frame.layer].as_deref(),
+                dd,
             );
             if let Err(e) = track.write_rtp(rtp::Packet { header, payload }).await {
                 tracing::debug!("write_rtp: {e}");

@@ -1,4 +1,6 @@
-//! WHEP viewer: receives H.264 + Opus, decodes the video and reads the test pattern back.
+//! WHEP viewer: receives H.264 + Opus, decodes the video and reads the test pattern back. It can
+//! also offer AV1 or VP8 instead (to watch a clip publisher); that video is counted and handed
+//! out as RTP, not decoded here.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -6,7 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use bytes::Bytes;
 use parking_lot::Mutex;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_AV1, MIME_TYPE_VP8};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
@@ -17,10 +21,15 @@ use webrtc::peer_connection::{
     PeerConnection, RTCIceCandidateInit, RTCPeerConnectionState, RTCSessionDescription,
 };
 
+use super::av1_dd;
 use super::chat::{CHAT_LABEL, ChatChannel};
+use super::clip::ClipCodec;
 use super::h264::{AccessUnit, AccessUnitAssembler, H264Decoder};
 use super::pattern::now_us;
-use super::peer::{ClientOptions, PeerEvents, build_peer, gathered_local_sdp, wait_connected};
+use super::peer::{
+    ClientOptions, PeerEvents, build_peer, build_peer_with_video_on, gathered_local_sdp,
+    video_codec, wait_connected,
+};
 use super::signaling::{
     HttpExchange, LastResponse, SdpExchange, candidate_transport, candidates_in, filter_candidates,
 };
@@ -31,6 +40,40 @@ pub type AnswerRewrite = Arc<dyn Fn(String) -> String + Send + Sync>;
 
 /// Minimum time between two PLIs we send.
 const PLI_INTERVAL: Duration = Duration::from_millis(300);
+/// Payload types offered for AV1 and VP8 (Chrome's numbers, as the clip publisher uses).
+const AV1_PAYLOAD_TYPE: u8 = 45;
+const VP8_PAYLOAD_TYPE: u8 = 96;
+
+/// The video codec a viewer offers; the server answers in the live stream's codec, so this
+/// must match what the publisher sends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ViewerCodec {
+    /// H.264, decoded by the viewer (frame counters, pattern stamps, PLIs on decode errors).
+    #[default]
+    H264,
+    /// AV1 or VP8 (a clip publisher's stream): packets are counted and passed to
+    /// [`ViewerConfig::video_rtp`], but not decoded, so the frame counters stay at zero.
+    Clip(ClipCodec),
+}
+
+/// One received video RTP packet, as handed to [`ViewerConfig::video_rtp`].
+#[derive(Debug, Clone)]
+pub struct VideoRtp {
+    /// SSRC of the packet.
+    pub ssrc: u32,
+    /// RTP sequence number.
+    pub seq: u16,
+    /// RTP timestamp.
+    pub timestamp: u32,
+    /// RTP marker bit.
+    pub marker: bool,
+    /// Payload without padding.
+    pub payload: Bytes,
+    /// When the viewer read it.
+    pub received: Instant,
+    /// AV1 dependency-descriptor frame number, when the packet carries one.
+    pub dd_frame: Option<u16>,
+}
 
 /// What to play and how.
 #[derive(Clone)]
@@ -45,6 +88,10 @@ pub struct ViewerConfig {
     pub data_channel: bool,
     /// Applied to the answer SDP before it is used.
     pub answer_rewrite: Option<AnswerRewrite>,
+    /// The video codec offered (H.264 unless set).
+    pub codec: ViewerCodec,
+    /// Receives a copy of every video RTP packet, e.g. to depacketize and decode AV1/VP8.
+    pub video_rtp: Option<mpsc::UnboundedSender<VideoRtp>>,
 }
 
 impl ViewerConfig {
@@ -56,6 +103,8 @@ impl ViewerConfig {
             tcp_only: false,
             data_channel: false,
             answer_rewrite: None,
+            codec: ViewerCodec::H264,
+            video_rtp: None,
         }
     }
 }
@@ -68,6 +117,8 @@ impl std::fmt::Debug for ViewerConfig {
             .field("tcp_only", &self.tcp_only)
             .field("data_channel", &self.data_channel)
             .field("answer_rewrite", &self.answer_rewrite.is_some())
+            .field("codec", &self.codec)
+            .field("video_rtp", &self.video_rtp.is_some())
             .finish()
     }
 }
@@ -179,7 +230,16 @@ pub async fn play_with(
 ) -> anyhow::Result<Viewer> {
     let started = Instant::now();
     let (handler, mut events) = PeerEvents::new();
-    let pc = build_peer(&opts, cfg.tcp_only, handler).await?;
+    let pc = match cfg.codec {
+        ViewerCodec::H264 => build_peer(&opts, cfg.tcp_only, handler).await?,
+        ViewerCodec::Clip(codec) => {
+            let video = match codec {
+                ClipCodec::Av1 => video_codec(MIME_TYPE_AV1, "", AV1_PAYLOAD_TYPE),
+                ClipCodec::Vp8 => video_codec(MIME_TYPE_VP8, "", VP8_PAYLOAD_TYPE),
+            };
+            build_peer_with_video_on(&opts, cfg.tcp_only, video, handler).await?
+        }
+    };
     let recvonly = || {
         Some(RTCRtpTransceiverInit {
             direction: RTCRtpTransceiverDirection::Recvonly,
@@ -264,11 +324,17 @@ pub async fn play_with(
     }
 
     // Track handling must be running before media can arrive.
+    let video = VideoSink {
+        decode: cfg.codec == ViewerCodec::H264,
+        tap: cfg.video_rtp.clone(),
+        dd_ext: av1_dd::extmap_id(&answer),
+    };
     viewer.tasks.push(tokio::spawn(route_tracks(
         events.tracks,
         counters.clone(),
         started,
         stop.clone(),
+        video,
     )));
 
     let answer = RTCSessionDescription::answer(answer).context("parsing answer")?;
@@ -385,12 +451,24 @@ impl Drop for Viewer {
     }
 }
 
+/// What the video reader does with packets besides counting them.
+#[derive(Clone)]
+struct VideoSink {
+    /// Decode as H.264.
+    decode: bool,
+    /// Copy every packet here.
+    tap: Option<mpsc::UnboundedSender<VideoRtp>>,
+    /// Negotiated dependency-descriptor extension id.
+    dd_ext: Option<u8>,
+}
+
 /// Hands each remote track to the video or audio reader.
 async fn route_tracks(
     mut tracks: mpsc::UnboundedReceiver<Arc<dyn TrackRemote>>,
     counters: Arc<Mutex<Counters>>,
     started: Instant,
     stop: Arc<AtomicBool>,
+    video: VideoSink,
 ) {
     // Dropping the JoinSet (when this task is aborted) aborts the readers too.
     let mut readers = tokio::task::JoinSet::new();
@@ -398,7 +476,13 @@ async fn route_tracks(
         let counters = counters.clone();
         match track.kind().await {
             RtpCodecKind::Video => {
-                readers.spawn(read_video(track, counters, started, stop.clone()));
+                readers.spawn(read_video(
+                    track,
+                    counters,
+                    started,
+                    stop.clone(),
+                    video.clone(),
+                ));
             }
             _ => {
                 readers.spawn(read_audio(track, counters));
@@ -430,17 +514,20 @@ async fn read_video(
     counters: Arc<Mutex<Counters>>,
     started: Instant,
     stop: Arc<AtomicBool>,
+    sink: VideoSink,
 ) {
     // Decoding is CPU-bound: a plain thread owns the decoder.
     let (au_tx, au_rx) = std::sync::mpsc::channel::<AccessUnit>();
     let (pli_tx, mut pli_rx) = mpsc::unbounded_channel::<()>();
-    let decode_counters = counters.clone();
-    let decoder = std::thread::Builder::new()
-        .name("onair-viewer-decode".to_owned())
-        .spawn(move || decode_loop(au_rx, decode_counters, pli_tx, started));
-    if let Err(e) = decoder {
-        tracing::error!("spawning decoder thread: {e}");
-        return;
+    if sink.decode {
+        let decode_counters = counters.clone();
+        let decoder = std::thread::Builder::new()
+            .name("onair-viewer-decode".to_owned())
+            .spawn(move || decode_loop(au_rx, decode_counters, pli_tx, started));
+        if let Err(e) = decoder {
+            tracing::error!("spawning decoder thread: {e}");
+            return;
+        }
     }
 
     let mut assembler = AccessUnitAssembler::default();
@@ -476,6 +563,23 @@ async fn read_video(
                                     seq.highest = h.sequence_number;
                                 }
                             }
+                        }
+                        if let Some(tap) = &sink.tap {
+                            let _ = tap.send(VideoRtp {
+                                ssrc: h.ssrc,
+                                seq: h.sequence_number,
+                                timestamp: h.timestamp,
+                                marker: h.marker,
+                                payload: pkt.payload.clone(),
+                                received: Instant::now(),
+                                dd_frame: sink
+                                    .dd_ext
+                                    .and_then(|id| h.get_extension(id))
+                                    .and_then(|d| av1_dd::frame_number(&d)),
+                            });
+                        }
+                        if !sink.decode {
+                            continue;
                         }
                         for au in assembler.push(h.sequence_number, h.timestamp, h.marker, &pkt.payload) {
                             if au_tx.send(au).is_err() {

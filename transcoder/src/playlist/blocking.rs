@@ -113,6 +113,39 @@ pub fn passthrough_query_suffix(query: &str) -> String {
     }
 }
 
+/// A stored playlist with `suffix` (from [`passthrough_query_suffix`]) appended to every URI:
+/// URI lines and `URI="…"` attributes. Recorded playlists are written without tokens; a signed
+/// request gets its token carried into the URIs it reads.
+pub fn with_uri_suffix(playlist: &str, suffix: &str) -> String {
+    if suffix.is_empty() {
+        return playlist.to_string();
+    }
+    let mut out = String::with_capacity(playlist.len() + 64 * suffix.len());
+    for line in playlist.lines() {
+        if line.is_empty() {
+            continue;
+        }
+        if !line.starts_with('#') {
+            out.push_str(line);
+            out.push_str(suffix);
+        } else {
+            let mut rest = line;
+            while let Some(at) = rest.find("URI=\"") {
+                let start = at + 5;
+                out.push_str(&rest[..start]);
+                rest = &rest[start..];
+                let Some(end) = rest.find('"') else { break };
+                out.push_str(&rest[..end]);
+                out.push_str(suffix);
+                rest = &rest[end..];
+            }
+            out.push_str(rest);
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// What to do with a media playlist request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReloadDecision {
@@ -264,6 +297,16 @@ impl RenditionTimeline {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_suffix_follows_every_uri_of_a_stored_playlist() {
+        let text = "#EXTM3U\n#EXT-X-MAP:URI=\"init.mp4\"\n#EXTINF:1.0,\nseg1.m4s\n\n#EXT-X-MEDIA:TYPE=AUDIO,URI=\"audio/index.m3u8\",NAME=\"a\"\n#EXT-X-ENDLIST\n";
+        assert_eq!(
+            super::with_uri_suffix(text, "?token=1.x"),
+            "#EXTM3U\n#EXT-X-MAP:URI=\"init.mp4?token=1.x\"\n#EXTINF:1.0,\nseg1.m4s?token=1.x\n#EXT-X-MEDIA:TYPE=AUDIO,URI=\"audio/index.m3u8?token=1.x\",NAME=\"a\"\n#EXT-X-ENDLIST\n"
+        );
+        assert_eq!(super::with_uri_suffix(text, ""), text);
+    }
+
     use super::*;
     use crate::playlist::test_support::{Feed, video_config};
 

@@ -27,6 +27,8 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
     /// Last stream key change.
     pub key_rotated_at: DateTimeUtc,
+    /// HLS playlists and segments are served only with a signed URL.
+    pub require_signed_hls: bool,
 }
 
 /// No relations are navigated through sea-orm.

@@ -19,6 +19,8 @@ pub struct Model {
     pub ended_at: Option<DateTimeUtc>,
     /// Highest concurrent watcher count seen.
     pub peak_viewers: i64,
+    /// The HLS recording (`<channel>/<recording id>` under the HLS root) once the stream ended.
+    pub recording: Option<String>,
 }
 
 /// No relations are navigated through sea-orm.

@@ -2,6 +2,7 @@
 
 mod m0001_initial;
 mod m0002_chat;
+mod m0003_hls;
 
 use sea_orm_migration::prelude::*;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m0001_initial::Migration),
             Box::new(m0002_chat::Migration),
+            Box::new(m0003_hls::Migration),
         ]
     }
 }
