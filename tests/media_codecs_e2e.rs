@@ -1,8 +1,9 @@
 //! The media plane with AV1 and VP8 end to end: a webrtc-rs WHIP publisher sends a clip that
 //! ffmpeg encoded at test time (320x180, 30 fps, a keyframe every second); webrtc-rs WHEP viewers
 //! offer the same codec, and what they receive goes through the transcoder's depacketizer and the
-//! real decoder (dav1d for AV1, libvpx for VP8). Each test skips with a note when ffmpeg has no
-//! encoder for its codec.
+//! real decoder (dav1d for AV1, libvpx for VP8). AV1 also goes through simulcast layer switches
+//! with its dependency descriptor. Each test skips with a note when ffmpeg has no encoder for
+//! its codec.
 
 mod common;
 
@@ -40,15 +41,74 @@ async fn vp8_publisher_to_decoding_viewers() {
     run(ClipCodec::Vp8).await;
 }
 
-async fn run(codec: ClipCodec) {
-    if !ffmpeg_can_encode(codec) {
-        eprintln!("ffmpeg has no {codec:?} encoder; skipping");
+/// Two AV1 layers whose dependency descriptors count frames from unrelated random starts; a
+/// viewer switched between them by hand must see one frame-number sequence, +1 per frame, and
+/// decode every frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn av1_simulcast_switches_keep_dependency_descriptor_frame_numbers() {
+    if !ffmpeg_can_encode(ClipCodec::Av1) {
+        eprintln!("ffmpeg has no AV1 encoder; skipping");
         return;
     }
     let _serial = SERIAL.lock().await;
-    let test_started = Instant::now();
+    let clip = clip(ClipCodec::Av1).await;
+    let t = TestServer::start_with(|s| s.hls_ladder = "none".into()).await;
     let (w, h) = SIZE;
-    let clip = tokio::task::spawn_blocking(move || {
+    let mut cfg = PublisherConfig::new(t.url("/whip/chan"), Some(t.key.clone()));
+    cfg.layers = ["h", "l"]
+        .into_iter()
+        .map(|rid| LayerSpec {
+            rid: Some(rid.into()),
+            ..LayerSpec::single(w, h, 300_000)
+        })
+        .collect();
+    cfg.fps = FPS;
+    // Long enough that switches land on keyframes the SFU asked for.
+    cfg.keyframe_interval = Duration::from_secs(10);
+    cfg.audio = false;
+    cfg.video = VideoSource::Clip(Arc::new(clip));
+    let publisher = publish(cfg).await.expect("publish");
+
+    let switches_before = t.metric("onair_sfu_layer_switches_total").await;
+    let watch_for = Duration::from_secs(5);
+    let (v, watching) = watch(&t, ClipCodec::Av1, watch_for).await;
+    let layer_url = format!("{}/layer", v.session_url());
+    for rid in ["l", "h"] {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let r = t
+            .http
+            .post(&layer_url)
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"mediaId":"1","rid":"{rid}"}}"#))
+            .send()
+            .await
+            .expect("select");
+        assert_eq!(r.status(), 200, "select {rid}");
+    }
+    let report = watching.await.expect("join");
+    eprintln!("AV1 simulcast viewer: {report:?}");
+    report.check(ClipCodec::Av1);
+    let switches = t.metric("onair_sfu_layer_switches_total").await - switches_before;
+    assert!(switches >= 2.0, "two switches happened: {switches}");
+    assert!(
+        report.dd_frames >= report.decoded && report.decoded >= 60,
+        "every decoded frame carried a descriptor: {report:?}"
+    );
+    assert!(
+        report.dd_jumps.is_empty(),
+        "descriptor frame numbers not continuous at {:?}",
+        report.dd_jumps
+    );
+
+    v.stop().await.expect("stop");
+    publisher.stop().await.expect("stop");
+    t.stop().await;
+}
+
+/// A 4 s clip of `codec` at [`SIZE`] and [`FPS`], a keyframe every second.
+async fn clip(codec: ClipCodec) -> EncodedClip {
+    let (w, h) = SIZE;
+    tokio::task::spawn_blocking(move || {
         EncodedClip::encode_with_ffmpeg(
             codec,
             w,
@@ -60,7 +120,18 @@ async fn run(codec: ClipCodec) {
     })
     .await
     .expect("join")
-    .expect("ffmpeg clip");
+    .expect("ffmpeg clip")
+}
+
+async fn run(codec: ClipCodec) {
+    if !ffmpeg_can_encode(codec) {
+        eprintln!("ffmpeg has no {codec:?} encoder; skipping");
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let test_started = Instant::now();
+    let (w, h) = SIZE;
+    let clip = clip(codec).await;
     assert_eq!((clip.width, clip.height), SIZE);
 
     // No HLS ladder: this test is about the WebRTC media plane only.
@@ -75,7 +146,7 @@ async fn run(codec: ClipCodec) {
     assert_eq!(publisher.last_response().map(|r| r.status), Some(201));
 
     // The first viewer: ~3 s of video, all of it decodable.
-    let (first, watching) = watch(&t, codec).await;
+    let (first, watching) = watch(&t, codec, WATCH).await;
     let report = watching.await.expect("join");
     eprintln!("{codec:?} first viewer: {report:?}");
     report.check(codec);
@@ -88,7 +159,7 @@ async fn run(codec: ClipCodec) {
     // A viewer joining mid-stream: the SFU asks the publisher for a keyframe, and the viewer
     // decodes at once rather than waiting for the clip's own next one.
     let requests_before = publisher.stats().keyframe_requests_received;
-    let (late, watching) = watch(&t, codec).await;
+    let (late, watching) = watch(&t, codec, WATCH).await;
     let late_report = watching.await.expect("join");
     eprintln!("{codec:?} late viewer: {late_report:?}");
     late_report.check(codec);
@@ -115,15 +186,19 @@ async fn run(codec: ClipCodec) {
 }
 
 /// Starts a viewer offering `codec` and a task that depacketizes and decodes its video for
-/// [`WATCH`] (counted from the `play()` call).
-async fn watch(t: &TestServer, codec: ClipCodec) -> (Viewer, tokio::task::JoinHandle<Report>) {
+/// `watch_for` (counted from the `play()` call).
+async fn watch(
+    t: &TestServer,
+    codec: ClipCodec,
+    watch_for: Duration,
+) -> (Viewer, tokio::task::JoinHandle<Report>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let mut cfg = ViewerConfig::new(t.url("/whep/chan"));
     cfg.codec = ViewerCodec::Clip(codec);
     cfg.video_rtp = Some(tx);
     let joined = Instant::now();
     let viewer = play(cfg).await.expect("play");
-    let task = tokio::spawn(analyse(codec, rx, joined));
+    let task = tokio::spawn(analyse(codec, rx, joined, joined + watch_for));
     (viewer, task)
 }
 
@@ -153,6 +228,11 @@ struct Report {
     picture_id_range: Option<(u16, u16)>,
     /// VP8: frame starts whose PictureID is not the previous one plus one.
     picture_id_jumps: Vec<(u16, u16)>,
+    /// AV1: frames whose packets carried a dependency descriptor.
+    dd_frames: u64,
+    /// AV1: (previous, next) descriptor frame numbers that do not go on by one per frame (or
+    /// change inside a frame).
+    dd_jumps: Vec<(u16, u16)>,
 }
 
 impl Report {
@@ -209,11 +289,12 @@ fn vp8_frame_start_picture_id(p: &[u8]) -> Option<(u16, u16)> {
     }
 }
 
-/// Depacketizes and decodes a viewer's video for [`WATCH`] after `joined`.
+/// Depacketizes and decodes a viewer's video from `joined` until `until`.
 async fn analyse(
     codec: ClipCodec,
     mut rx: mpsc::UnboundedReceiver<VideoRtp>,
     joined: Instant,
+    until: Instant,
 ) -> Report {
     let (mut depack, mut decoder): (Box<dyn Depacketizer + Send>, Box<dyn VideoDecoder>) =
         match codec {
@@ -232,13 +313,18 @@ async fn analyse(
     let mut starts: Vec<(u16, (u16, u16))> = Vec::new();
     let mut first_seq = None;
     let mut keyframe_decoded = false;
-    let end = tokio::time::Instant::from_std(joined + WATCH);
+    // (sequence number, RTP timestamp, descriptor frame number) of AV1 packets.
+    let mut dds: Vec<(u16, u32, u16)> = Vec::new();
+    let end = tokio::time::Instant::from_std(until);
     while let Ok(Some(pkt)) = tokio::time::timeout_at(end, rx.recv()).await {
         r.packets += 1;
         if !r.ssrcs.contains(&pkt.ssrc) {
             r.ssrcs.push(pkt.ssrc);
         }
         first_seq.get_or_insert(pkt.seq);
+        if let Some(n) = pkt.dd_frame {
+            dds.push((pkt.seq, pkt.timestamp, n));
+        }
         if codec == ClipCodec::Vp8
             && let Some(id) = vp8_frame_start_picture_id(&pkt.payload)
         {
@@ -293,11 +379,28 @@ async fn analyse(
             }
         }
     }
-    // PictureIDs in sequence order (retransmissions and reordering aside), each frame once.
+    // PictureIDs and descriptors in sequence order (retransmissions and reordering aside),
+    // each packet once.
     if let Some(first) = first_seq {
         starts.sort_by_key(|(seq, _)| seq.wrapping_sub(first));
         starts.dedup_by_key(|(seq, _)| *seq);
+        dds.sort_by_key(|(seq, _, _)| seq.wrapping_sub(first));
+        dds.dedup_by_key(|(seq, _, _)| *seq);
     }
+    r.dd_frames =
+        dds.windows(2).filter(|w| w[0].1 != w[1].1).count() as u64 + u64::from(!dds.is_empty());
+    r.dd_jumps = dds
+        .windows(2)
+        .filter(|w| {
+            let ((_, ts_a, a), (_, ts_b, b)) = (w[0], w[1]);
+            if ts_a == ts_b {
+                b != a
+            } else {
+                b != a.wrapping_add(1)
+            }
+        })
+        .map(|w| (w[0].2, w[1].2))
+        .collect();
     let ids: Vec<(u16, u16)> = starts.into_iter().map(|(_, id)| id).collect();
     r.picture_ids = ids.len() as u64;
     r.picture_id_range = ids.first().zip(ids.last()).map(|(a, b)| (a.0, b.0));

@@ -373,6 +373,7 @@ impl Fanout {
             sr: None,
             received: now,
             payload: self.payloads[(i % 16) as usize].clone(),
+            dd: None,
         };
         self.seq += 1;
 

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::PeerId;
+use crate::av1_dd::DdMunger;
 use crate::munger::{InPacket, Munger, OutPacket};
 use crate::payload::VideoCodec;
 use crate::selector::LayerSelector;
@@ -30,6 +31,8 @@ pub struct Decision {
     pub switched_after: Option<Duration>,
     /// VP8 descriptor fields to rewrite in the forwarded packet.
     pub vp8: Option<Vp8Rewrite>,
+    /// AV1 dependency-descriptor frame number for the forwarded packet.
+    pub av1_frame: Option<u16>,
 }
 
 /// Layer choice, keyframe gating and renumbering of one viewer's video.
@@ -44,6 +47,9 @@ pub struct VideoForwarder {
     wait_since: Option<Instant>,
     estimate: u64,
     vp8: Vp8Munger,
+    dd: DdMunger,
+    /// The current source started without a dependency descriptor: its first one rebases.
+    dd_rebase: bool,
 }
 
 impl VideoForwarder {
@@ -59,6 +65,8 @@ impl VideoForwarder {
             wait_since: None,
             estimate: initial_estimate,
             vp8: Vp8Munger::default(),
+            dd: DdMunger::default(),
+            dd_rebase: true,
         }
     }
 
@@ -155,6 +163,7 @@ impl VideoForwarder {
             if let Some(f) = &vp8 {
                 self.vp8.switch_source(f);
             }
+            self.dd_rebase = true;
             self.current = self.target;
             d.switched_after = self
                 .wait_since
@@ -164,6 +173,13 @@ impl VideoForwarder {
         }
         if d.out.is_some() {
             d.vp8 = vp8.map(|f| self.vp8.rewrite(&f));
+            d.av1_frame = p.dd.as_ref().map(|dd| {
+                let n = dd.frame_number();
+                if std::mem::take(&mut self.dd_rebase) {
+                    self.dd.switch_source(n);
+                }
+                self.dd.rewrite(n)
+            });
         }
         d
     }
@@ -241,6 +257,7 @@ mod tests {
             sr: None,
             received: at,
             payload: Arc::from(vec![0u8; 10]),
+            dd: None,
         }
     }
 

@@ -5,6 +5,7 @@
 //! [`forward`]) are pure state machines driven by time passed in; [`shard`] and [`net`] are the
 //! thin IO shell around them; [`Sfu`] is the handle the signaling layer uses.
 
+pub mod av1_dd;
 pub mod forward;
 pub mod keyframe;
 pub mod metrics;

@@ -11,6 +11,7 @@ use str0m::format::Codec;
 use str0m::media::{KeyframeRequestKind, MediaKind, Mid, Rid};
 use str0m::rtp::{RtpPacket, Ssrc};
 
+use crate::av1_dd::ReceivedDd;
 use crate::keyframe::KeyframeThrottle;
 use crate::munger::SrMapping;
 use crate::payload::VideoCodec;
@@ -196,6 +197,10 @@ impl PublisherState {
                 rtp: s.rtp_time.numer() as u32,
             }),
             received: pkt.timestamp,
+            dd: match kind {
+                Kind::Video => pkt.header.ext_vals.user_values.get::<ReceivedDd>().cloned(),
+                Kind::Audio => None,
+            },
             payload: pkt.payload,
         })
     }

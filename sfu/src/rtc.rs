@@ -6,10 +6,12 @@ use std::time::Instant;
 
 use str0m::bwe::Bitrate;
 use str0m::config::DtlsCert;
-use str0m::format::CodecSpec;
+use str0m::format::{Codec, CodecSpec};
 use str0m::media::Pt;
 use str0m::net::TcpType;
 use str0m::{Candidate, IceCreds, Rtc, RtcConfig};
+
+use crate::av1_dd;
 
 /// One negotiated payload type: what the remote offered and we accept.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -92,6 +94,11 @@ impl RtcFactory {
                 p.spec.channels,
                 p.spec.format,
             );
+        }
+        // AV1 only: we keep the descriptor's frame numbers continuous for AV1, and forwarding
+        // another codec's descriptor unchanged across a layer switch would break receivers.
+        if plan.video.is_some_and(|v| v.spec.codec == Codec::Av1) {
+            cfg = cfg.set_extension(av1_dd::DD_EXTMAP_ID, av1_dd::extension());
         }
         if bwe {
             cfg = cfg.enable_bwe(Some(INITIAL_VIEWER_ESTIMATE));

@@ -8,6 +8,7 @@ use str0m::format::CodecSpec;
 use str0m::media::Rid;
 
 use crate::PeerId;
+use crate::av1_dd::ReceivedDd;
 use crate::munger::SrMapping;
 use crate::payload::VideoCodec;
 
@@ -89,4 +90,6 @@ pub struct SourcePacket {
     pub received: Instant,
     /// RTP payload, shared by all viewers without copying.
     pub payload: Arc<[u8]>,
+    /// AV1 dependency descriptor, when the publisher sends one.
+    pub dd: Option<ReceivedDd>,
 }

@@ -6,9 +6,10 @@ use rand::Rng;
 use str0m::Rtc;
 use str0m::change::SdpPendingOffer;
 use str0m::media::{Direction, MediaKind, Mid, Pt};
-use str0m::rtp::{RtpWrite, Ssrc};
+use str0m::rtp::{ExtensionValues, RtpWrite, Ssrc};
 
 use crate::SfuError;
+use crate::av1_dd::OutgoingDd;
 use crate::forward::{AudioForwarder, Decision, VideoForwarder};
 use crate::rtc::{INITIAL_VIEWER_ESTIMATE, MediaPlan, PayloadChoice};
 use crate::track::{Kind, SourcePacket, TrackInfo};
@@ -154,6 +155,14 @@ impl ViewerState {
                 .nackable(nackable);
             if let Some(patch) = decision.vp8.and_then(|rw| vp8_patch(&p.payload, rw)) {
                 w = w.vp8_patch(patch);
+            }
+            if let (Some(frame_number), Some(dd)) = (decision.av1_frame, &p.dd) {
+                let mut ev = ExtensionValues::default();
+                ev.user_values.set(OutgoingDd {
+                    raw: dd.0.clone(),
+                    frame_number,
+                });
+                w = w.ext_vals(ev);
             }
             tx.write_rtp(w);
         }
