@@ -592,7 +592,27 @@ mod tests {
     }
 
     #[test]
-    fn playlist_media_delta_with_default_window_skips_one() {
+    fn playlist_media_delta_with_the_default_window_skips_half_of_it() {
+        // The ladder's timing: 2 s target, so CAN-SKIP-UNTIL is 12 s; 24 one-second segments.
+        let mut feed = Feed::new(crate::playlist::timeline::TimelineConfig::new(90_000));
+        feed.frames(40 * 30 + 1);
+        let params = MediaPlaylistParams {
+            delta: true,
+            ladder_timing: Some(PlaylistTiming {
+                target_duration_secs: 2,
+                part_target_ms: 250,
+            }),
+            ..Default::default()
+        };
+        let delta = feed.timeline.render_media_playlist(&params).expect("content");
+        assert!(delta.contains("CAN-SKIP-UNTIL=12.00000"), "{delta}");
+        // Segments 16..=39 are listed in full; those older than 12 s from the end are skipped.
+        assert!(delta.contains("#EXT-X-MEDIA-SEQUENCE:16\n#EXT-X-SKIP:SKIPPED-SEGMENTS=12\n"), "{delta}");
+        assert!(!delta.contains("seg27.m4s") && delta.contains("seg28.m4s"), "{delta}");
+    }
+
+    #[test]
+    fn playlist_media_delta_with_a_window_of_seven_skips_one() {
         let mut feed = Feed::new(video_config());
         feed.frames(15 * 30 + 1);
         let delta = render_delta(&feed);

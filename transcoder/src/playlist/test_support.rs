@@ -8,9 +8,12 @@ use super::timeline::{Action, PartRef, RenditionTimeline, SampleInfo, TimelineCo
 /// Ticks per frame at 30 fps on a 90 kHz clock.
 pub(crate) const FRAME: u64 = 3000;
 
-/// 1 s segments, 250 ms parts, a window of 7.
+/// 1 s segments, 250 ms parts, a window of 7 (short, so the tests see it slide early).
 pub(crate) fn video_config() -> TimelineConfig {
-    TimelineConfig::new(90_000)
+    TimelineConfig {
+        window_segments: 7,
+        ..TimelineConfig::new(90_000)
+    }
 }
 
 /// 2023-11-14T22:13:20Z, the wall-clock time of DTS 0.

@@ -34,13 +34,17 @@ pub struct TimelineConfig {
 
 impl TimelineConfig {
     /// Defaults for a rendition with the given timescale: 1 s segments, 250 ms parts, a window
-    /// of 7 segments with parts on the last 3, eviction 3 segments after leaving the window.
+    /// of 24 segments with parts on the last 3, eviction 3 segments after leaving the window.
+    ///
+    /// The window is twice `CAN-SKIP-UNTIL` (six target durations) for 2 s targets, so a
+    /// player's delta update (`_HLS_skip=YES`) leaves out half of it; with a window shorter
+    /// than `CAN-SKIP-UNTIL` a delta update would skip nothing.
     pub fn new(timescale: u32) -> Self {
         TimelineConfig {
             timescale,
             segment_target: Duration::from_secs(1),
             part_target: Duration::from_millis(250),
-            window_segments: 7,
+            window_segments: 24,
             part_window_segments: 3,
             eviction_delay_segments: 3,
             min_target_duration_secs: 1,
