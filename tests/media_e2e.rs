@@ -283,3 +283,46 @@ async fn data_channel_in_a_whep_offer_is_surfaced_to_the_server() {
     publisher.stop().await.expect("stop");
     t.stop().await;
 }
+
+/// Behind NAT the advertised address is on no interface (a cloud VM's public IP): the media
+/// port binds the unspecified address instead of failing, and answers carry only the
+/// advertised address (198.51.100.7, a documentation address, stands in for it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn advertised_address_on_no_interface_binds_the_unspecified_address() {
+    let public: std::net::IpAddr = [198, 51, 100, 7].into();
+    let t = TestServer::start_with(|s| {
+        s.media_addr = "0.0.0.0:0".parse().expect("addr");
+        s.public_ip = vec![public];
+    })
+    .await;
+    assert_eq!(t.server.media_addr.ip(), public);
+    let offer = include_str!("fixtures/obs-h264.sdp");
+    let r = t
+        .http
+        .post(t.url("/whip/chan"))
+        .bearer_auth(&t.key)
+        .header("content-type", "application/sdp")
+        .body(offer)
+        .send()
+        .await
+        .expect("whip");
+    assert_eq!(r.status(), 201);
+    let answer = r.text().await.expect("answer");
+    let candidates: Vec<&str> = answer
+        .lines()
+        .filter(|l| l.starts_with("a=candidate"))
+        .collect();
+    let port = t.server.media_addr.port().to_string();
+    assert_eq!(candidates.len(), 2, "one UDP, one passive TCP: {candidates:?}");
+    assert!(
+        candidates
+            .iter()
+            .all(|c| c.contains(&format!(" 198.51.100.7 {port} "))),
+        "only the advertised address and the bound port: {candidates:?}"
+    );
+    // The unspecified address holds the port: nothing else can bind it on loopback.
+    let port = t.server.media_addr.port();
+    assert!(std::net::UdpSocket::bind(("127.0.0.1", port)).is_err());
+    assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_err());
+    t.stop().await;
+}

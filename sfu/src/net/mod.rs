@@ -36,6 +36,11 @@ pub fn media_addresses(cfg: &SfuConfig) -> Vec<IpAddr> {
     ips
 }
 
+/// Whether this host has `ip` on one of its interfaces.
+fn is_local(ip: IpAddr) -> bool {
+    if_addrs::get_if_addrs().is_ok_and(|ifs| ifs.iter().any(|i| i.ip() == ip))
+}
+
 /// Binds every socket, starts the shards and the readers, and returns the shared state.
 pub(crate) fn start(
     cfg: SfuConfig,
@@ -45,7 +50,21 @@ pub(crate) fn start(
     let mut port = cfg.bind.port();
     let mut sockets = Vec::new();
     let mut listeners = Vec::new();
-    for ip in &ips {
+    // Behind NAT (a cloud VM's public address is not on any interface) the advertised address
+    // cannot be bound: bind the unspecified address once and attribute every datagram to the
+    // first advertised address, which is where clients were told to send.
+    let behind_nat = cfg.bind.ip().is_unspecified()
+        && !cfg.advertise.is_empty()
+        && cfg.advertise.iter().any(|ip| !is_local(*ip));
+    if behind_nat {
+        let udp = UdpSocket::bind(cfg.bind)?;
+        port = udp.local_addr()?.port();
+        let tcp = TcpListener::bind(SocketAddr::new(cfg.bind.ip(), port))?;
+        let first = SocketAddr::new(ips[0], port);
+        sockets.push((first, Arc::new(udp)));
+        listeners.push((first, tcp));
+    }
+    for ip in ips.iter().filter(|_| !behind_nat) {
         // With an unspecified bind we advertise individual addresses and bind each one, so the
         // destination of every datagram is known (str0m pairs candidates by it).
         let bind_ip = if cfg.bind.ip().is_unspecified() || cfg.advertise.is_empty() {
