@@ -313,7 +313,11 @@ async fn advertised_address_on_no_interface_binds_the_unspecified_address() {
         .filter(|l| l.starts_with("a=candidate"))
         .collect();
     let port = t.server.media_addr.port().to_string();
-    assert_eq!(candidates.len(), 2, "one UDP, one passive TCP: {candidates:?}");
+    assert_eq!(
+        candidates.len(),
+        2,
+        "one UDP, one passive TCP: {candidates:?}"
+    );
     assert!(
         candidates
             .iter()
