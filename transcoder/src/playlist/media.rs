@@ -604,11 +604,20 @@ mod tests {
             }),
             ..Default::default()
         };
-        let delta = feed.timeline.render_media_playlist(&params).expect("content");
+        let delta = feed
+            .timeline
+            .render_media_playlist(&params)
+            .expect("content");
         assert!(delta.contains("CAN-SKIP-UNTIL=12.00000"), "{delta}");
         // Segments 16..=39 are listed in full; those older than 12 s from the end are skipped.
-        assert!(delta.contains("#EXT-X-MEDIA-SEQUENCE:16\n#EXT-X-SKIP:SKIPPED-SEGMENTS=12\n"), "{delta}");
-        assert!(!delta.contains("seg27.m4s") && delta.contains("seg28.m4s"), "{delta}");
+        assert!(
+            delta.contains("#EXT-X-MEDIA-SEQUENCE:16\n#EXT-X-SKIP:SKIPPED-SEGMENTS=12\n"),
+            "{delta}"
+        );
+        assert!(
+            !delta.contains("seg27.m4s") && delta.contains("seg28.m4s"),
+            "{delta}"
+        );
     }
 
     #[test]
