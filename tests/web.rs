@@ -145,3 +145,33 @@ async fn tv_page_plays_the_ll_hls_fallback_with_hls_js() {
     let _ = publisher.stop().await;
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chat_paging_and_resume_payment_step_and_screen_capture() {
+    const SECRET: &str = "whsec-browser-test";
+    let _turn = turn().await;
+    // The `webhook` provider answers SUBSCRIBE with a payment page; the scenario plays the
+    // provider: it opens that page and sends the signed webhook.
+    let t = TestServer::start_with(|s| {
+        s.hls_ladder = "none".into();
+        s.payment_provider = "webhook".into();
+        s.payment_webhook_secret = Some(SECRET.into());
+        s.payment_input_url = Some("https://pay.onair.test/checkout/{paymentID}".into());
+    })
+    .await;
+    // Six chatters at 20 messages each (the per-user limit per 30 s): 120 messages, 3 pages.
+    let seeders: Vec<String> = (1..=6).map(|i| t.token(&format!("seed{i}"))).collect();
+    scenario(
+        &t,
+        "extras",
+        &[
+            ("ONAIR_OWNER_TOKEN", t.token("owner")),
+            ("ONAIR_STREAM_KEY", t.key.clone()),
+            ("ONAIR_VIEWER_TOKEN", t.token("val")),
+            ("ONAIR_SEED_TOKENS", seeders.join(",")),
+            ("ONAIR_PAYMENT_SECRET", SECRET.into()),
+        ],
+    )
+    .await;
+    t.stop().await;
+}

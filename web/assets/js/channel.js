@@ -78,7 +78,7 @@ async function toggleSubscribe() {
       els.payment.replaceChildren('Finish the payment to subscribe: ',
         h('a#payment-link', { href: data.paymentInputURL, target: '_blank', rel: 'noopener' }, 'open the payment page'), '.');
       els.payment.classList.remove('hidden');
-      pollSubscription();
+      pollSubscription(tier);
     } else {
       state.rel.subscriptionInfo = data.subscriptionInfo;
       els.payment.classList.add('hidden');
@@ -92,11 +92,13 @@ async function toggleSubscribe() {
   }
 }
 
-async function pollSubscription() {
+// Until the paid tier is active: a cancelled subscription (another tier, still running to the
+// end of its period) is not the confirmation.
+async function pollSubscription(tier) {
   for (let i = 0; i < 200; i++) {
     await new Promise((r) => setTimeout(r, 3000));
-    const rel = await loadRelationship();
-    if (rel && rel.subscriptionInfo) { els.payment.classList.add('hidden'); return; }
+    const sub = (await loadRelationship())?.subscriptionInfo;
+    if (sub && sub.tier === tier && sub.renews !== false) { els.payment.classList.add('hidden'); return; }
   }
 }
 

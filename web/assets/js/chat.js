@@ -265,11 +265,15 @@ export class Chat extends EventTarget {
     if (this.atBottom()) this.reportSeen();
   }
 
-  // The reader's place: the first message in view, or nothing when following the bottom.
+  // The reader's place: the first message mostly in view (a sub-pixel sliver of the line above
+  // does not count, or the reload would land one line higher), or nothing when following the bottom.
   saveScroll() {
     if (this.atBottom()) { localStorage.removeItem(this.scrollKey); return; }
     const top = this.log.getBoundingClientRect().top;
-    const first = [...this.log.querySelectorAll('li[data-offset]')].find((li) => li.getBoundingClientRect().bottom > top);
+    const first = [...this.log.querySelectorAll('li[data-offset]')].find((li) => {
+      const r = li.getBoundingClientRect();
+      return (r.top + r.bottom) / 2 > top;
+    });
     if (first) localStorage.setItem(this.scrollKey, first.dataset.offset);
   }
 
