@@ -36,6 +36,29 @@ pub fn media_addresses(cfg: &SfuConfig) -> Vec<IpAddr> {
     ips
 }
 
+/// Socket buffer size the media socket asks for; the kernel grants at most
+/// `net.core.rmem_max`/`wmem_max` (docs/OPERATIONS.md).
+const SOCKET_BUFFER: usize = 8 << 20;
+
+/// Binds a media UDP socket with large buffers: one socket carries every peer's traffic on its
+/// address, and a keyframe fanned out to many viewers is a burst.
+fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let udp = UdpSocket::bind(addr)?;
+    let sock = socket2::SockRef::from(&udp);
+    if let Err(e) = sock
+        .set_recv_buffer_size(SOCKET_BUFFER)
+        .and_then(|()| sock.set_send_buffer_size(SOCKET_BUFFER))
+    {
+        tracing::warn!(error = %e, "cannot size the media socket buffers");
+    }
+    tracing::debug!(
+        recv = ?sock.recv_buffer_size(),
+        send = ?sock.send_buffer_size(),
+        "media socket buffers (the kernel caps them at rmem_max/wmem_max)"
+    );
+    Ok(udp)
+}
+
 /// Whether this host has `ip` on one of its interfaces.
 fn is_local(ip: IpAddr) -> bool {
     if_addrs::get_if_addrs().is_ok_and(|ifs| ifs.iter().any(|i| i.ip() == ip))
@@ -57,7 +80,7 @@ pub(crate) fn start(
         && !cfg.advertise.is_empty()
         && cfg.advertise.iter().any(|ip| !is_local(*ip));
     if behind_nat {
-        let udp = UdpSocket::bind(cfg.bind)?;
+        let udp = bind_udp(cfg.bind)?;
         port = udp.local_addr()?.port();
         let tcp = TcpListener::bind(SocketAddr::new(cfg.bind.ip(), port))?;
         let first = SocketAddr::new(ips[0], port);
@@ -72,7 +95,7 @@ pub(crate) fn start(
         } else {
             cfg.bind.ip()
         };
-        let udp = UdpSocket::bind(SocketAddr::new(bind_ip, port))?;
+        let udp = bind_udp(SocketAddr::new(bind_ip, port))?;
         port = udp.local_addr()?.port();
         let tcp = TcpListener::bind(SocketAddr::new(bind_ip, port))?;
         let advertised = SocketAddr::new(*ip, port);
