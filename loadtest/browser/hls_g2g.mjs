@@ -1,16 +1,18 @@
 // Glass-to-glass latency of the LL-HLS fallback as a viewer sees it: hls.js (low-latency mode)
 // in headless Chromium plays a stream whose frames carry the publisher's send time (the
 // loadtest pattern: 3 rows of 40 black/white blocks = sync byte, u32 index, u64 microseconds,
-// CRC-16). Every presented frame is drawn to a canvas, its stamp decoded, and the latency is
-// the frame's expected display time minus the stamp. Prints one JSON object.
+// CRC-16). Every presented frame is drawn to a canvas, its stamp decoded (stamp.js), and the
+// latency is the frame's expected display time minus the stamp. Prints one JSON object.
 //
 // node loadtest/browser/hls_g2g.mjs <master.m3u8 URL> [seconds]
 // Needs playwright-core and hls.js from web/node_modules (npm ci in web/) and Debian chromium.
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 
 const require = createRequire(new URL('../../web/package.json', import.meta.url));
 const { chromium } = require('playwright-core');
 const hlsScript = require.resolve('hls.js/dist/hls.min.js');
+const stampScript = fileURLToPath(new URL('./stamp.js', import.meta.url));
 
 const src = process.argv[2];
 const seconds = Number(process.argv[3] || 20);
@@ -30,6 +32,7 @@ try {
   await page.goto(`${origin}/healthz`);
   await page.setContent('<video id="v" muted playsinline></video>');
   await page.addScriptTag({ path: hlsScript });
+  await page.addScriptTag({ path: stampScript });
   const result = await page.evaluate(async ({ src, seconds }) => {
     const video = document.getElementById('v');
     const errors = [];
@@ -43,40 +46,7 @@ try {
     video.play().catch(() => {});
     const canvas = document.createElement('canvas');
     const ctx = canvas.getContext('2d', { willReadFrequently: true });
-    const crc16 = (bytes) => {
-      let crc = 0xffff;
-      for (const b of bytes) {
-        crc ^= b << 8;
-        for (let i = 0; i < 8; i++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
-      }
-      return crc;
-    };
-    const read = () => {
-      const w = video.videoWidth, h = video.videoHeight;
-      const b = Math.floor(w / 40);
-      if (b < 4) return null;
-      canvas.width = w; canvas.height = b * 3;
-      ctx.drawImage(video, 0, 0, w, h, 0, 0, w, h);
-      const img = ctx.getImageData(0, 0, w, b * 3).data;
-      const bytes = new Uint8Array(15);
-      for (let bit = 0; bit < 120; bit++) {
-        const col = bit % 40, row = Math.floor(bit / 40);
-        const m = Math.floor(b / 4);
-        let sum = 0, n = 0;
-        for (let y = row * b + m; y < (row + 1) * b - m; y++) {
-          for (let x = col * b + m; x < (col + 1) * b - m; x++) {
-            const i = (y * w + x) * 4;
-            sum += 0.299 * img[i] + 0.587 * img[i + 1] + 0.114 * img[i + 2];
-            n++;
-          }
-        }
-        if (sum / n > 128) bytes[bit >> 3] |= 0x80 >> (bit & 7);
-      }
-      if (bytes[0] !== 0xa5) return null;
-      if (crc16(bytes.subarray(0, 13)) !== ((bytes[13] << 8) | bytes[14])) return null;
-      const dv = new DataView(bytes.buffer);
-      return { index: dv.getUint32(1), us: Number(dv.getBigUint64(5)) };
-    };
+    const read = () => window.onairReadStamp(video, canvas, ctx);
     const samples = [];
     const hlsLatency = [];
     let lastIndex = -1, frames = 0, unreadable = 0;

@@ -466,7 +466,8 @@ fn connect(
         rids: Vec::new(),
         fir_only: false,
     };
-    let (mut server, _creds) = factory.build(&plan, true, start);
+    let (mut server, _creds) =
+        factory.build(&plan, Some(onair_sfu::rtc::INITIAL_VIEWER_ESTIMATE), start);
     let answer = server.sdp_api().accept_offer(offer).expect("accept offer");
     client
         .sdp_api()

@@ -337,6 +337,28 @@ mod tests {
     }
 
     #[test]
+    fn a_single_layer_viewer_starts_its_estimate_at_the_layer_rate() {
+        use crate::rtc::INITIAL_VIEWER_ESTIMATE;
+        use crate::viewer::initial_estimate;
+        // 6 Mbit/s plus a quarter and 64 kbit/s: the first keyframe is not paced at 1 Mbit/s.
+        assert_eq!(
+            initial_estimate(&track(1, &[6_000_000])).as_u64(),
+            7_564_000
+        );
+        // A slow single layer (or one not measured yet) keeps the default start.
+        assert_eq!(
+            initial_estimate(&track(1, &[300_000])),
+            INITIAL_VIEWER_ESTIMATE
+        );
+        assert_eq!(initial_estimate(&track(1, &[0])), INITIAL_VIEWER_ESTIMATE);
+        // Simulcast: the start estimate picks the layer, so it stays moderate.
+        assert_eq!(
+            initial_estimate(&track(1, &[300_000, 1_200_000, 6_000_000])),
+            INITIAL_VIEWER_ESTIMATE
+        );
+    }
+
+    #[test]
     fn vp8_picture_ids_continue_across_a_switch() {
         let t0 = Instant::now();
         let t = track(1, &[100_000, 400_000]);

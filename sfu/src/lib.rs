@@ -123,7 +123,7 @@ impl Sfu {
         plan: MediaPlan,
     ) -> Result<Session, SfuError> {
         let now = Instant::now();
-        let (mut rtc, creds) = self.shared.factory.build(&plan, false, now);
+        let (mut rtc, creds) = self.shared.factory.build(&plan, None, now);
         let answer = accept_offer(&mut rtc, offer)?;
         let peer = self.shared.next_peer_id();
         let track =
@@ -155,7 +155,8 @@ impl Sfu {
     ) -> Result<Session, SfuError> {
         let track = self.shared.track(channel).ok_or(SfuError::NotLive)?;
         let now = Instant::now();
-        let (mut rtc, creds) = self.shared.factory.build(&plan, true, now);
+        let estimate = viewer::initial_estimate(&track);
+        let (mut rtc, creds) = self.shared.factory.build(&plan, Some(estimate), now);
         let answer = accept_offer(&mut rtc, offer)?;
         let state = viewer::ViewerState::new(&mut rtc, &plan, &track)?;
         let peer = self.shared.next_peer_id();
@@ -182,7 +183,8 @@ impl Sfu {
         let track = self.shared.track(channel).ok_or(SfuError::NotLive)?;
         let now = Instant::now();
         let plan = viewer::server_offer_plan(&track);
-        let (mut rtc, creds) = self.shared.factory.build(&plan, true, now);
+        let estimate = viewer::initial_estimate(&track);
+        let (mut rtc, creds) = self.shared.factory.build(&plan, Some(estimate), now);
         let (offer, pending) = viewer::create_server_offer(&mut rtc, &plan)?;
         let state = viewer::ViewerState::pending(pending);
         let peer = self.shared.next_peer_id();

@@ -75,9 +75,9 @@ impl RtcFactory {
         Ok(Self { cert, candidates })
     }
 
-    /// A new `Rtc` for a publisher (`bwe = false`) or viewer (`bwe = true`) with `plan`'s codecs
-    /// and fresh ICE credentials.
-    pub fn build(&self, plan: &MediaPlan, bwe: bool, now: Instant) -> (Rtc, IceCreds) {
+    /// A new `Rtc` for a publisher (`bwe = None`) or a viewer (`bwe` = its initial estimate)
+    /// with `plan`'s codecs and fresh ICE credentials.
+    pub fn build(&self, plan: &MediaPlan, bwe: Option<Bitrate>, now: Instant) -> (Rtc, IceCreds) {
         let creds = IceCreds::new();
         let mut cfg: RtcConfig = Rtc::builder()
             .set_ice_lite(true)
@@ -100,8 +100,8 @@ impl RtcFactory {
         if plan.video.is_some_and(|v| v.spec.codec == Codec::Av1) {
             cfg = cfg.set_extension(av1_dd::DD_EXTMAP_ID, av1_dd::extension());
         }
-        if bwe {
-            cfg = cfg.enable_bwe(Some(INITIAL_VIEWER_ESTIMATE));
+        if let Some(initial) = bwe {
+            cfg = cfg.enable_bwe(Some(initial));
         }
         let mut rtc = cfg.build(now);
         for c in &self.candidates {

@@ -790,7 +790,7 @@ impl Shard {
         }
         for (id, top) in bwe_targets {
             self.with_peer(id, now, |p| {
-                let desired = Bitrate::bps(top + top / 4 + 64_000);
+                let desired = crate::viewer::with_headroom(top);
                 p.rtc.bwe().set_bitrate(Bitrate::ZERO, desired);
                 Ok(())
             });

@@ -1,0 +1,69 @@
+//! WebRTC time to first frame and glass-to-glass latency as a browser sees it: one WHIP
+//! publisher (webrtc-rs, openh264 encoding a pattern that carries its capture clock) and N WHEP
+//! viewers in one headless Chromium page (`loadtest/browser/whep_g2g.mjs`), joining 300 ms
+//! apart. TTFF = the viewer's first presented frame minus the moment before `createOffer`, with
+//! its phases (ICE gathering, WHEP answer, ICE, DTLS, first RTP, first frame). Latency = the
+//! frame's display time in the browser minus the clock the publisher drew into it before
+//! encoding. The HLS transcoder is off (`hls_ladder = "none"`), so it does not compete for the
+//! CPU. Needs `npm ci` in web/ and Debian chromium (scripts/test installs both).
+//!
+//! `cargo run --release --example whep_latency -- [viewers] [seconds] [width] [height]`
+
+use std::time::Duration;
+
+use onair::{ServeSettings, Server};
+use onair_loadtest::client::ConnectionState;
+use onair_loadtest::client::publisher::{LayerSpec, PublisherConfig, publish};
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize, d: u32| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
+    let (viewers, seconds, width, height) = (arg(0, 10), arg(1, 20), arg(2, 320), arg(3, 180));
+
+    let dir = tempfile::tempdir()?;
+    let mut settings = ServeSettings::loopback(dir.path().into());
+    settings.hls_ladder = "none".into();
+    let server = Server::start(&settings).await?;
+    let key = server
+        .demo_key
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("no demo channel"))?;
+    let base = format!("http://{}", server.http_addr);
+
+    let mut cfg = PublisherConfig::new(format!("{base}/whip/demo"), Some(key));
+    cfg.layers = vec![LayerSpec::single(width, height, 1_500_000)];
+    cfg.fps = 30;
+    cfg.keyframe_interval = Duration::from_secs(1);
+    cfg.audio = true;
+    let publisher = publish(cfg).await?;
+    // Live once the publisher's media flows; whep_g2g.mjs still retries a 409 (not live yet).
+    publisher
+        .wait_state(ConnectionState::Connected, Duration::from_secs(10))
+        .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let whep = format!("{base}/whep/demo");
+    eprintln!("playing {whep} with {viewers} Chromium viewers");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/loadtest/browser/whep_g2g.mjs");
+    let out = tokio::process::Command::new("node")
+        .arg(script)
+        .arg(&whep)
+        .arg(viewers.to_string())
+        .arg(seconds.to_string())
+        .output()
+        .await?;
+    let published = publisher.stats().frames_sent;
+    publisher.stop().await?;
+    server.stop(Duration::from_secs(2)).await;
+    anyhow::ensure!(
+        out.status.success(),
+        "whep_g2g.mjs failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!(
+        "source {width}x{height}@30, {viewers} viewers, {seconds} s, {published} frames published: {}",
+        String::from_utf8_lossy(&out.stdout).trim()
+    );
+    Ok(())
+}
