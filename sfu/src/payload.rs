@@ -120,9 +120,49 @@ fn av1_keyframe_start(p: &[u8]) -> bool {
     p.first().is_some_and(|h| h & 0x08 != 0 && h & 0x80 == 0)
 }
 
+/// Keeps one keyframe start per picture and layer. An H.264 keyframe flags both its SPS packet
+/// and the first fragment of its IDR; a viewer started at the second would get the IDR without
+/// its parameter sets and could not decode it.
+#[derive(Debug, Default)]
+pub struct KeyframeStarts {
+    /// RTP timestamp of the last picture that started a keyframe, per layer.
+    last: Vec<Option<u32>>,
+}
+
+impl KeyframeStarts {
+    /// Whether a packet of `layer` at RTP time `ts` that looks like a keyframe start is the
+    /// first such packet of its picture.
+    pub fn first_of_picture(&mut self, layer: usize, ts: u32) -> bool {
+        if self.last.len() <= layer {
+            self.last.resize(layer + 1, None);
+        }
+        let first = self.last[layer] != Some(ts);
+        self.last[layer] = Some(ts);
+        first
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_h264_keyframe_starts_once_at_its_parameter_sets() {
+        let c = VideoCodec::H264;
+        let mut starts = KeyframeStarts::default();
+        let mut flag = |layer: usize, ts: u32, p: &[u8]| {
+            c.is_keyframe_start(p) && starts.first_of_picture(layer, ts)
+        };
+        // STAP-A with SPS + PPS, then the IDR's first FU-A fragment, same picture.
+        assert!(flag(0, 9000, &[0x78, 0, 2, 0x67, 0x42, 0, 2, 0x68, 0xce]));
+        assert!(!flag(0, 9000, &[0x7c, 0x85, 0xb8]));
+        // Another layer's keyframe at the same time is its own start.
+        assert!(flag(1, 9000, &[0x67, 0x42]));
+        // The next keyframe, a retransmitted SPS of it, and a delta frame.
+        assert!(flag(0, 12000, &[0x67, 0x42]));
+        assert!(!flag(0, 12000, &[0x67, 0x42]));
+        assert!(!flag(0, 15000, &[0x41, 0x9a]));
+    }
 
     #[test]
     fn h264_variants() {

@@ -14,7 +14,7 @@ use str0m::rtp::{RtpPacket, Ssrc};
 use crate::av1_dd::ReceivedDd;
 use crate::keyframe::KeyframeThrottle;
 use crate::munger::SrMapping;
-use crate::payload::VideoCodec;
+use crate::payload::{KeyframeStarts, VideoCodec};
 use crate::rtc::MediaPlan;
 use crate::track::{Kind, SourcePacket, TrackInfo, VideoTrack};
 use crate::{PeerId, SfuError};
@@ -117,6 +117,7 @@ pub(crate) struct PublisherState {
     ssrcs: HashMap<Ssrc, (Kind, usize)>,
     meters: Vec<RateMeter>,
     throttle: KeyframeThrottle,
+    keyframe_starts: KeyframeStarts,
     video_mid: Option<Mid>,
     keyframe_kind: KeyframeRequestKind,
 }
@@ -129,6 +130,7 @@ impl PublisherState {
             ssrcs: HashMap::new(),
             meters: (0..layers).map(|_| RateMeter::default()).collect(),
             throttle: KeyframeThrottle::default(),
+            keyframe_starts: KeyframeStarts::default(),
             video_mid: None,
             keyframe_kind: KeyframeRequestKind::Pli,
         }
@@ -181,6 +183,9 @@ impl PublisherState {
                     m.add(pkt.timestamp, pkt.payload.len());
                 }
                 v.codec.is_keyframe_start(&pkt.payload)
+                    && self
+                        .keyframe_starts
+                        .first_of_picture(layer, pkt.header.timestamp)
             }
             _ => false,
         };
