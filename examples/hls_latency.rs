@@ -7,10 +7,9 @@
 //! `cargo run --release --example hls_latency -- [seconds] [width] [height] [ladder]`
 //! `ladder` is `--hls-ladder` (default `none`: the source rendition only).
 
-use std::time::Duration;
+mod common;
 
-use onair::{ServeSettings, Server};
-use onair_loadtest::client::publisher::{LayerSpec, PublisherConfig, publish};
+use std::time::Duration;
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
@@ -19,22 +18,18 @@ async fn main() -> anyhow::Result<()> {
     let (seconds, width, height) = (arg(0, 20), arg(1, 640), arg(2, 360));
     let ladder = args.get(3).cloned().unwrap_or_else(|| "none".into());
 
-    let dir = tempfile::tempdir()?;
-    let mut settings = ServeSettings::loopback(dir.path().into());
-    settings.hls_ladder = ladder;
-    let server = Server::start(&settings).await?;
-    let key = server
-        .demo_key
-        .clone()
-        .ok_or_else(|| anyhow::anyhow!("no demo channel"))?;
-    let base = format!("http://{}", server.http_addr);
-
-    let mut cfg = PublisherConfig::new(format!("{base}/whip/demo"), Some(key));
-    cfg.layers = vec![LayerSpec::single(width, height, 1_500_000)];
-    cfg.fps = 30;
-    cfg.keyframe_interval = Duration::from_secs(1);
-    cfg.audio = true;
-    let publisher = publish(cfg).await?;
+    let common::Live {
+        _dir,
+        server,
+        base,
+        publisher,
+    } = common::serve_and_publish(
+        Some(&ladder),
+        (width, height, 30),
+        1_500_000,
+        Duration::from_secs(1),
+    )
+    .await?;
 
     let master = format!("{base}/hls/demo/master.m3u8");
     eprintln!("playing {master}");

@@ -5,10 +5,10 @@
 //! Latency = viewer's clock at decode minus the clock the publisher drew into the frame before
 //! encoding: encode, packetize, SFU, depacketize and decode included (no camera, no display).
 
+mod common;
+
 use std::time::Duration;
 
-use onair::{ServeSettings, Server};
-use onair_loadtest::client::publisher::{LayerSpec, PublisherConfig, publish};
 use onair_loadtest::client::viewer::{ViewerConfig, play};
 
 fn pct(v: &mut [i64], p: f64) -> f64 {
@@ -32,21 +32,18 @@ async fn main() -> anyhow::Result<()> {
         arg(4, 30),
     );
 
-    let dir = tempfile::tempdir()?;
-    let settings = ServeSettings::loopback(dir.path().into());
-    let server = Server::start(&settings).await?;
-    let key = server
-        .demo_key
-        .clone()
-        .ok_or_else(|| anyhow::anyhow!("no demo channel"))?;
-    let base = format!("http://{}", server.http_addr);
-
-    let mut cfg = PublisherConfig::new(format!("{base}/whip/demo"), Some(key));
-    cfg.layers = vec![LayerSpec::single(width, height, 2_500_000)];
-    cfg.fps = fps;
-    cfg.keyframe_interval = Duration::from_secs(2);
-    cfg.audio = true;
-    let publisher = publish(cfg).await?;
+    let common::Live {
+        _dir,
+        server,
+        base,
+        publisher,
+    } = common::serve_and_publish(
+        None,
+        (width, height, fps),
+        2_500_000,
+        Duration::from_secs(2),
+    )
+    .await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let mut vs = Vec::new();

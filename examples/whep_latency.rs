@@ -9,11 +9,11 @@
 //!
 //! `cargo run --release --example whep_latency -- [viewers] [seconds] [width] [height]`
 
+mod common;
+
 use std::time::Duration;
 
-use onair::{ServeSettings, Server};
 use onair_loadtest::client::ConnectionState;
-use onair_loadtest::client::publisher::{LayerSpec, PublisherConfig, publish};
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
@@ -21,22 +21,18 @@ async fn main() -> anyhow::Result<()> {
     let arg = |i: usize, d: u32| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
     let (viewers, seconds, width, height) = (arg(0, 10), arg(1, 20), arg(2, 320), arg(3, 180));
 
-    let dir = tempfile::tempdir()?;
-    let mut settings = ServeSettings::loopback(dir.path().into());
-    settings.hls_ladder = "none".into();
-    let server = Server::start(&settings).await?;
-    let key = server
-        .demo_key
-        .clone()
-        .ok_or_else(|| anyhow::anyhow!("no demo channel"))?;
-    let base = format!("http://{}", server.http_addr);
-
-    let mut cfg = PublisherConfig::new(format!("{base}/whip/demo"), Some(key));
-    cfg.layers = vec![LayerSpec::single(width, height, 1_500_000)];
-    cfg.fps = 30;
-    cfg.keyframe_interval = Duration::from_secs(1);
-    cfg.audio = true;
-    let publisher = publish(cfg).await?;
+    let common::Live {
+        _dir,
+        server,
+        base,
+        publisher,
+    } = common::serve_and_publish(
+        Some("none"),
+        (width, height, 30),
+        1_500_000,
+        Duration::from_secs(1),
+    )
+    .await?;
     // Live once the publisher's media flows; whep_g2g.mjs still retries a 409 (not live yet).
     publisher
         .wait_state(ConnectionState::Connected, Duration::from_secs(10))

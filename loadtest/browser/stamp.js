@@ -4,7 +4,7 @@
 // CRC-16/CCITT-FALSE over the first 13 bytes (all big-endian). Only the inner half of each block
 // is averaged (the encoder's ringing lives at the edges).
 //
-// A plain script (no modules): load it with page.addScriptTag({ path }), then
+// A plain script (no modules): load it with page.addScriptTag({ path }) or evaluate its text, then
 // window.onairReadStamp(video, canvas, ctx) returns { index, us } or null (too small, no sync
 // byte or a bad checksum). ctx should come from canvas.getContext('2d', { willReadFrequently: true }).
 (() => {

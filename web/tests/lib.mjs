@@ -1,7 +1,7 @@
 // Shared by the browser scenarios: one Debian Chromium per scenario (several contexts in it),
 // the server URL from the environment, screenshots, and a check() that fails the run.
 import { chromium } from 'playwright-core';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -97,47 +97,21 @@ export async function playerStats(p) {
   });
 }
 
-// Reads the frame stamp that onair-loadtest's publisher paints into every frame (pattern.rs:
-// the top 3 rows of 40 blocks carry sync 0xA5, a 32-bit index, a 64-bit wall-clock time in
-// microseconds and a CRC-16/CCITT-FALSE). Publisher and browser share this machine's clock, so
-// `Date.now() - stamp.ms` is the true glass-to-glass delay of the picture on screen.
+// Reads the frame stamp that onair-loadtest's publisher paints into every frame, with the
+// reader the latency benchmarks use (loadtest/browser/stamp.js). Publisher and browser share
+// this machine's clock, so `Date.now() - stamp.ms` is the true glass-to-glass delay of the
+// picture on screen.
+const STAMP_READER = readFileSync(new URL('../../loadtest/browser/stamp.js', import.meta.url), 'utf8');
+
 export async function installStampReader(p) {
+  // Evaluated rather than added as a script tag: no page policy can block it.
+  await p.evaluate(STAMP_READER);
   await p.evaluate(() => {
-    const crc16 = (bytes) => {
-      let crc = 0xffff;
-      for (const b of bytes) {
-        crc ^= b << 8;
-        for (let i = 0; i < 8; i++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
-      }
-      return crc;
-    };
+    const canvas = document.createElement('canvas');
+    const ctx = canvas.getContext('2d', { willReadFrequently: true });
     window.readStamp = (video) => {
-      const w = video.videoWidth, hgt = video.videoHeight;
-      const b = Math.floor(w / 40);
-      if (b < 4) return null;
-      const c = document.createElement('canvas');
-      c.width = w; c.height = b * 3;
-      const g = c.getContext('2d', { willReadFrequently: true });
-      g.drawImage(video, 0, 0, w, hgt, 0, 0, w, hgt);
-      const d = g.getImageData(0, 0, w, b * 3).data;
-      const m = Math.floor(b / 4);
-      const payload = new Uint8Array(15);
-      for (let bit = 0; bit < 120; bit++) {
-        const col = bit % 40, row = Math.floor(bit / 40);
-        let sum = 0, n = 0;
-        for (let y = row * b + m; y < (row + 1) * b - m; y++) {
-          for (let x = col * b + m; x < (col + 1) * b - m; x++) {
-            const i = (y * w + x) * 4;
-            sum += 0.299 * d[i] + 0.587 * d[i + 1] + 0.114 * d[i + 2];
-            n++;
-          }
-        }
-        if (n && sum / n > 128) payload[bit >> 3] |= 0x80 >> (bit % 8);
-      }
-      if (payload[0] !== 0xa5) return null;
-      if (((payload[13] << 8) | payload[14]) !== crc16(payload.slice(0, 13))) return null;
-      const dv = new DataView(payload.buffer);
-      return { index: dv.getUint32(1), ms: Number(dv.getBigUint64(5) / 1000n) };
+      const s = window.onairReadStamp(video, canvas, ctx);
+      return s && { index: s.index, ms: Math.floor(s.us / 1000) };
     };
     // The stamp of the next frame the element presents, and when (wall clock).
     window.nextStamp = (video) => new Promise((resolve) => {

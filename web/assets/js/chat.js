@@ -69,6 +69,10 @@ export class Chat extends EventTarget {
       h('header', h('span', 'Stream chat'), this.transportLabel),
       this.banner, this.log, this.readOnly ? null : this.form);
     this.log.addEventListener('scroll', () => this.onScroll());
+    // A reader at the newest line stays there when the panel changes size (the player above or
+    // beside it gets its picture, the window turns): the browser would only clamp scrollTop.
+    this.following = true;
+    new ResizeObserver(() => { if (this.following) this.scrollToBottom(); }).observe(this.log);
     this.refreshInput();
   }
 
@@ -259,7 +263,10 @@ export class Chat extends EventTarget {
   scrollToBottom() { this.log.scrollTop = this.log.scrollHeight; }
 
   onScroll() {
-    if (this.log.scrollTop < 60) this.loadOlder();
+    this.following = this.atBottom();
+    // Near the top and not at the bottom: a log that barely overflows (or was just clamped by a
+    // resize) is not a reader asking for older lines.
+    if (this.log.scrollTop < 60 && !this.following) this.loadOlder();
     clearTimeout(this.scrollSave);
     this.scrollSave = setTimeout(() => this.saveScroll(), 250);
     if (this.atBottom()) this.reportSeen();
