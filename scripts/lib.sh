@@ -48,8 +48,8 @@ ensure_node() {
 }
 
 # Build dependencies of the workspace (C parts of openh264 and aws-lc; libopus, libdav1d and
-# libvpx that the HLS transcoder links).
+# libvpx that the HLS transcoder links; nasm for rav1e's x86 assembly).
 ensure_build_deps() {
   ensure_node
-  apt_install build-essential pkg-config libopus-dev libdav1d-dev libvpx-dev
+  apt_install build-essential pkg-config nasm libopus-dev libdav1d-dev libvpx-dev
 }

@@ -100,6 +100,10 @@ pub struct ServeSettings {
     /// skipped); `none` for the source rendition only.
     #[arg(long, env = "ONAIR_HLS_LADDER", default_value = "720,480,360")]
     pub hls_ladder: String,
+    /// Height of an extra AV1 rendition encoded with rav1e, capped at the source height; 0 = off.
+    /// A 360p one costs more CPU than the whole default H.264 ladder.
+    #[arg(long, env = "ONAIR_HLS_AV1_HEIGHT", default_value_t = 0)]
+    pub hls_av1_height: u32,
     /// HLS encoder effort: `fast`, `medium` or `quality`.
     #[arg(long, env = "ONAIR_HLS_ENCODER_SPEED", default_value = "fast")]
     pub hls_encoder_speed: onair_transcoder::EncoderSpeed,
@@ -171,6 +175,16 @@ impl ServeSettings {
                 heights.sort_unstable_by(|a, b| b.cmp(a));
                 heights.dedup();
                 heights
+            }
+        };
+        cfg.ladder.av1_height = match self.hls_av1_height {
+            0 => None,
+            h => {
+                anyhow::ensure!(
+                    (144..=2160).contains(&h) && h % 2 == 0,
+                    "--hls-av1-height must be 0 (off) or even, 144 to 2160"
+                );
+                Some(h)
             }
         };
         cfg.ladder.speed = self.hls_encoder_speed;
@@ -360,5 +374,28 @@ async fn readyz(State(s): State<AppState>) -> Response {
     match s.api.count_channels().await {
         Ok(_) => "ready".into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}")).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_av1_rendition_is_off_at_zero_and_its_height_checked() {
+        let mut s = ServeSettings::loopback(PathBuf::from("unused"));
+        s.hls_av1_height = 0;
+        let cfg = s.hls_config(vec![1]).expect("config");
+        assert_eq!(cfg.ladder.av1_height, None);
+        assert!(!cfg.ladder.heights.is_empty());
+        s.hls_av1_height = 360;
+        assert_eq!(
+            s.hls_config(vec![1]).expect("config").ladder.av1_height,
+            Some(360)
+        );
+        for bad in [100, 361, 4320] {
+            s.hls_av1_height = bad;
+            assert!(s.hls_config(vec![1]).is_err(), "{bad}");
+        }
     }
 }

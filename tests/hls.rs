@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::TestServer;
-use common::hls::{ffprobe, get, publish_pattern, text_when_ok};
+use common::hls::{bytes_ok, ffprobe, get, publish_pattern, text_when_ok};
 use onair_loadtest::client::publisher::{LayerSpec, PublisherConfig, publish};
 
 /// The tests of this file publish and transcode real video: run them one at a time so the
@@ -319,6 +319,113 @@ async fn a_source_gets_an_aligned_transcoded_ladder() {
     assert_eq!(t.metric("onair_hls_shed_renditions_total").await, 0.0);
     assert!(t.metric("onair_hls_encode_seconds_count").await > 60.0);
     assert!(t.metric("onair_hls_part_latency_seconds").await > 0.0);
+
+    publisher.stop().await.expect("stop");
+    t.stop().await;
+}
+
+/// The opt-in AV1 rendition (`--hls-av1-height`): a 640x360 H.264 source, one H.264 rung and
+/// the AV1 one at 180p (small, because rav1e shares a 2-core machine with the publisher's
+/// encoder, the source decode and other tests).
+const AV1_SOURCE: (u32, u32) = (640, 360);
+const AV1_RUNG: (&str, u32, u32) = ("av1-180p", 320, 180);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_opt_in_av1_rendition_is_encoded_with_rav1e() {
+    let _serial = SERIAL.lock().await;
+    let t = TestServer::start_with(|s| {
+        s.hls_ladder = "180".into();
+        s.hls_av1_height = 180;
+    })
+    .await;
+    let mut cfg = PublisherConfig::new(t.url("/whip/chan"), Some(t.key.clone()));
+    let (w, h) = AV1_SOURCE;
+    cfg.layers = vec![LayerSpec::single(w, h, 800_000)];
+    cfg.fps = 30;
+    cfg.keyframe_interval = Duration::from_secs(2);
+    cfg.audio = true;
+    let publisher = publish(cfg).await.expect("publish");
+
+    let (name, rw, rh) = AV1_RUNG;
+    let mut master = String::new();
+    for _ in 0..200 {
+        master = text_when_ok(&t, "/hls/chan/master.m3u8").await;
+        if master.contains(&format!("\n{name}/index.m3u8")) && master.contains("\n180p/") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // H.264 first (source, then the rung), AV1 last: players that take the first variant they
+    // can play start on H.264.
+    let first = |uri: &str| {
+        master
+            .find(&format!("\n{uri}"))
+            .unwrap_or_else(|| panic!("{uri} missing in\n{master}"))
+    };
+    assert!(first("source/") < first("180p/"), "{master}");
+    assert!(first("180p/") < first(&format!("{name}/")), "{master}");
+    let line = master
+        .lines()
+        .position(|l| l.starts_with(&format!("{name}/index.m3u8")))
+        .and_then(|i| master.lines().nth(i.checked_sub(1)?))
+        .expect("variant line");
+    // The CODECS string comes from rav1e's own sequence header: main profile, level 2.0 for
+    // 320x180, 8 bit.
+    for attr in [
+        "CODECS=\"av01.0.00M.08,mp4a.40.2\"".to_string(),
+        format!("RESOLUTION={rw}x{rh}"),
+        "BANDWIDTH=".to_string(),
+        "AVERAGE-BANDWIDTH=".to_string(),
+        "FRAME-RATE=".to_string(),
+        "AUDIO=\"aac\"".to_string(),
+    ] {
+        assert!(line.contains(&attr), "{attr} missing in {line}");
+    }
+
+    let list = text_when_ok(&t, &format!("/hls/chan/{name}/index.m3u8?_HLS_msn=3")).await;
+    assert!(list.contains("#EXT-X-PART:"), "{list}");
+    let (segs, _) = segments(&list);
+    assert!(segs.len() >= 3, "{list}");
+    let base = format!("/hls/chan/{name}");
+    let init = bytes_ok(&t, &format!("{base}/init.mp4")).await;
+    for (uri, extinf) in &segs {
+        assert!(
+            (0.9..=1.5).contains(extinf),
+            "{name}/{uri}: EXTINF {extinf}"
+        );
+        let mut media = init.clone();
+        media.extend_from_slice(&bytes_ok(&t, &format!("{base}/{uri}")).await);
+        let probe = ffprobe(&media, "frame=key_frame");
+        let stream = &probe["streams"][0];
+        assert_eq!(stream["codec_name"], "av1", "{name}/{uri}");
+        assert_eq!(
+            (stream["width"].as_u64(), stream["height"].as_u64()),
+            (Some(u64::from(rw)), Some(u64::from(rh))),
+            "{name}/{uri}"
+        );
+        let frames = probe["frames"].as_array().expect("frames");
+        assert!(frames.len() >= 10, "{name}/{uri}: {} frames", frames.len());
+        assert_eq!(
+            frames[0]["key_frame"], 1,
+            "{name}/{uri} starts without a key frame"
+        );
+        let keys = frames.iter().filter(|f| f["key_frame"] == 1).count();
+        assert_eq!(keys, 1, "{name}/{uri}: one key frame per 1 s segment");
+    }
+
+    // It reports through the ladder's metrics like any rung, and kept up.
+    let metrics = get(&t, "/metrics").await.text().await.expect("metrics");
+    let encoded = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with(&format!(
+                "onair_hls_encode_seconds_count{{rendition=\"{name}\"}}"
+            ))
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no encode time for {name} in\n{metrics}"));
+    assert!(encoded > 60.0, "{encoded} frames encoded");
+    assert_eq!(t.metric("onair_hls_shed_renditions_total").await, 0.0);
 
     publisher.stop().await.expect("stop");
     t.stop().await;

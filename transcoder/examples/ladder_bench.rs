@@ -3,8 +3,11 @@
 //!
 //! ```text
 //! cargo build --release -p onair-transcoder --example ladder_bench
-//! taskset -c 0 target/release/examples/ladder_bench [seconds=20]
+//! taskset -c 0 target/release/examples/ladder_bench [seconds=20] [--av1]
 //! ```
+//!
+//! `--av1` adds the opt-in AV1 rung (rav1e, `--hls-encoder-speed fast`) at 360p and 240p from the
+//! same decoded 720p pictures: encode frames per second on one core, and the bitrate it hit.
 //!
 //! The clip is generated at run time (ffmpeg testsrc2, libx264 baseline, 2 s GOP) in a
 //! temporary directory. Needs `ffmpeg` on PATH.
@@ -13,7 +16,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use onair_transcoder::ladder::{
-    H264Decoder, Ladder, Picture, Scaler, SourceFrame, TIMESCALE, VideoDecoder,
+    Av1Encoder, H264Decoder, Ladder, Picture, Scaler, SourceFrame, TIMESCALE, VideoDecoder,
+    plan_av1_rung,
 };
 use onair_transcoder::{EncoderSpeed, LadderConfig};
 
@@ -21,9 +25,10 @@ const FPS: u64 = 30;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let seconds: u64 = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
+        .skip(1)
+        .find_map(|s| s.parse().ok())
         .unwrap_or(20);
+    let av1 = std::env::args().any(|a| a == "--av1");
     let dir = tempfile::tempdir()?;
     let clip = dir.path().join("clip.h264");
     let status = Command::new("ffmpeg")
@@ -60,6 +65,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // onair: decode once, scale and encode two rungs.
     let cfg = LadderConfig {
         heights: vec![720, 480, 360],
+        av1_height: None,
         speed: EncoderSpeed::Fast,
         segment: Duration::from_secs(1),
     };
@@ -154,6 +160,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         scale.as_secs_f64() * 1000.0 / frames.len() as f64
     );
 
+    if av1 {
+        av1_rungs(&frames)?;
+    }
+
     // ffmpeg + libx264 veryfast, one thread everywhere, same ladder, discarding the output.
     let start = Instant::now();
     let status = Command::new("ffmpeg")
@@ -182,6 +192,66 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         theirs.as_secs_f64(),
         media.as_secs_f64() / theirs.as_secs_f64()
     );
+    Ok(())
+}
+
+/// The AV1 rung alone at 360p and 240p: scale each decoded 720p picture (not timed), encode it
+/// with rav1e as the ladder configures it, a forced key frame every second.
+fn av1_rungs(frames: &[(bool, Vec<u8>)]) -> Result<(), Box<dyn std::error::Error>> {
+    let mut decoder = H264Decoder::new()?;
+    let mut pictures = Vec::with_capacity(frames.len());
+    for (i, (key, au)) in frames.iter().enumerate() {
+        let mut picture = Picture::default();
+        let frame = SourceFrame {
+            dts: i as u64 * TIMESCALE / FPS,
+            keyframe: *key,
+            data: au,
+        };
+        if decoder.decode(&frame, &mut picture)? {
+            pictures.push(picture);
+        }
+    }
+    for height in [360, 240] {
+        let spec = plan_av1_rung(height, 1280, 720, FPS as f64);
+        let mut scaler = Scaler::new((1280, 720), (spec.width, spec.height));
+        let mut encoder = Av1Encoder::new(
+            spec.width,
+            spec.height,
+            spec.bitrate_bps,
+            spec.fps,
+            EncoderSpeed::Fast,
+        )?;
+        let mut scaled = Picture::default();
+        let (mut encode, mut bytes, mut out, mut keys) = (Duration::ZERO, 0usize, 0usize, 0usize);
+        for (i, picture) in pictures.iter().enumerate() {
+            scaler.scale(picture, &mut scaled);
+            let start = Instant::now();
+            let frames = encoder.encode(
+                &scaled,
+                i as u64 * TIMESCALE / FPS,
+                (i as u64).is_multiple_of(FPS),
+            )?;
+            encode += start.elapsed();
+            for f in frames {
+                out += 1;
+                bytes += f.picture.data.len();
+                keys += usize::from(f.forced_key);
+            }
+        }
+        let media = out as f64 / FPS as f64;
+        println!(
+            "onair AV1 {} {}x{} @ {} kbit/s target: {} frames in {:.2} s = {:.0} fps ({:.2}x real time), {:.0} kbit/s actual, {keys} key frames",
+            spec.name,
+            spec.width,
+            spec.height,
+            spec.bitrate_bps / 1000,
+            pictures.len(),
+            encode.as_secs_f64(),
+            pictures.len() as f64 / encode.as_secs_f64(),
+            pictures.len() as f64 / FPS as f64 / encode.as_secs_f64(),
+            bytes as f64 * 8.0 / media.max(1e-9) / 1000.0,
+        );
+    }
     Ok(())
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 pub struct HlsConfig {
     /// Directory of live and recorded streams (`<root>/<channel>/<stream>/...`).
     pub root: PathBuf,
-    /// The transcoded H.264 ladder.
+    /// The transcoded H.264 ladder (and the opt-in AV1 rendition).
     pub ladder: LadderConfig,
     /// HMAC secret of signed playlist and segment URLs (channels that require them).
     pub signing_secret: Vec<u8>,
@@ -114,16 +114,33 @@ pub struct LadderConfig {
     /// Output heights, largest first; rungs at or above the source height are skipped. Empty:
     /// no transcoding, only the source rendition (H.264/AV1 sources).
     pub heights: Vec<u32>,
+    /// Height of the opt-in AV1 rendition (rav1e), listed after the H.264 ones; capped at the
+    /// source height. `None`: no AV1 rendition.
+    pub av1_height: Option<u32>,
     /// Encoder effort.
     pub speed: EncoderSpeed,
     /// Keyframe interval, and so segment duration, of transcoded renditions.
     pub segment: Duration,
 }
 
+impl LadderConfig {
+    /// Whether any video is transcoded (an H.264 rung or the AV1 rendition).
+    pub fn transcodes(&self) -> bool {
+        !self.heights.is_empty() || self.av1_height.is_some()
+    }
+
+    /// Transcodes nothing from now on.
+    pub fn disable(&mut self) {
+        self.heights.clear();
+        self.av1_height = None;
+    }
+}
+
 impl Default for LadderConfig {
     fn default() -> Self {
         Self {
             heights: vec![720, 480, 360],
+            av1_height: None,
             speed: EncoderSpeed::Fast,
             segment: Duration::from_secs(1),
         }

@@ -16,6 +16,7 @@ mod opus;
 mod reorder;
 mod vp8;
 
+pub(crate) use av1::av1_sample;
 pub use av1::{Av1Depacketizer, Av1SequenceHeader, parse_av1_sequence_header};
 pub use h264::{H264Depacketizer, H264Sps, parse_h264_sps};
 pub use opus::{OpusDepacketizer, opus_packet_samples};

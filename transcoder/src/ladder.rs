@@ -1,5 +1,7 @@
 //! The transcoded H.264 ABR ladder of the HLS fallback (DESIGN §2): decode the source, scale it
-//! to each rung, encode each rung with keyframes aligned across the ladder.
+//! to each rung, encode each rung with keyframes aligned across the ladder. An opt-in AV1 rung
+//! (rav1e, [`LadderConfig::av1_height`]) rides the same machinery: same keyframes, same load
+//! accounting, shed like any other rung.
 //!
 //! [`Ladder`] is a sans-IO state machine: frames with their decode times go in, encoded frames
 //! per rung come out. The only clock it reads is the one it is given, to measure its own work;
@@ -15,6 +17,7 @@
 mod decode_av1;
 mod decode_h264;
 mod decode_vp8;
+mod encode_av1;
 mod encode_h264;
 pub mod scale;
 #[cfg(test)]
@@ -25,7 +28,8 @@ use std::time::{Duration, Instant};
 pub use decode_av1::Av1Decoder;
 pub use decode_h264::H264Decoder;
 pub use decode_vp8::Vp8Decoder;
-pub use encode_h264::{EncodeError, EncodedPicture, H264Encoder};
+pub use encode_av1::{AV1_BITRATE_SHARE, Av1Encoder, Av1Frame};
+pub use encode_h264::H264Encoder;
 pub use scale::{Scaler, rung_size};
 
 use crate::config::LadderConfig;
@@ -134,11 +138,22 @@ pub fn rung_bitrate(width: u32, height: u32, fps: f64) -> u32 {
     (base * fps_factor).clamp(64_000.0, 20_000_000.0) as u32
 }
 
+/// The codec of a rung.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RungCodec {
+    /// openh264, the ladder proper.
+    H264,
+    /// rav1e, the opt-in AV1 rendition.
+    Av1,
+}
+
 /// What one rung is.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RungSpec {
-    /// Rendition name, e.g. `480p`.
+    /// Rendition name, e.g. `480p` or `av1-360p`.
     pub name: String,
+    /// Its codec.
+    pub codec: RungCodec,
     /// Output width.
     pub width: u32,
     /// Output height.
@@ -162,6 +177,7 @@ pub fn plan_rungs(heights: &[u32], src_w: u32, src_h: u32, fps: f64) -> Vec<Rung
         }
         out.push(RungSpec {
             name: format!("{h}p"),
+            codec: RungCodec::H264,
             width: w,
             height: h,
             bitrate_bps: rung_bitrate(w, h, fps),
@@ -169,6 +185,47 @@ pub fn plan_rungs(heights: &[u32], src_w: u32, src_h: u32, fps: f64) -> Vec<Rung
         });
     }
     out
+}
+
+/// The AV1 rung for a `src_w` x `src_h` source: at `height`, or at the source height when that
+/// is lower (an AV1 picture as large as the source still saves bits over it).
+pub fn plan_av1_rung(height: u32, src_w: u32, src_h: u32, fps: f64) -> RungSpec {
+    let (w, h) = rung_size(src_w, src_h, height.min(src_h));
+    RungSpec {
+        name: format!("av1-{h}p"),
+        codec: RungCodec::Av1,
+        width: w,
+        height: h,
+        bitrate_bps: (f64::from(rung_bitrate(w, h, fps)) * AV1_BITRATE_SHARE) as u32,
+        fps,
+    }
+}
+
+/// An encoder failure (the rung is dropped from the ladder).
+#[derive(Debug, thiserror::Error)]
+#[error("encoder: {0}")]
+pub struct EncodeError(String);
+
+impl EncodeError {
+    pub(crate) fn new(msg: impl Into<String>) -> Self {
+        Self(msg.into())
+    }
+}
+
+/// One encoded picture in its rendition's sample format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedPicture {
+    /// H.264: 4-byte length-prefixed NAL units, an IDR with its SPS and PPS in-band too. AV1: a
+    /// temporal unit of OBUs with `obu_size`, no temporal delimiter.
+    pub data: Vec<u8>,
+    /// An IDR / AV1 key frame.
+    pub idr: bool,
+    /// H.264: the SPS NAL unit (header byte included) that came with an IDR.
+    pub sps: Option<Vec<u8>>,
+    /// H.264: the PPS NAL unit that came with an IDR.
+    pub pps: Option<Vec<u8>>,
+    /// AV1: the sequence header OBU (with `obu_size`) that came with a key frame.
+    pub sequence_header: Option<Vec<u8>>,
 }
 
 /// One encoded frame of one rung.
@@ -180,7 +237,7 @@ pub struct RungFrame {
     pub dts: u64,
     /// An IDR placed by the ladder at a segment boundary (the same frame in every rung).
     pub keyframe: bool,
-    /// The encoded picture (AVCC), with SPS/PPS when it is an IDR.
+    /// The encoded picture, with its parameter sets when it is an IDR / key frame.
     pub picture: EncodedPicture,
 }
 
@@ -294,11 +351,63 @@ impl LoadWindow {
     }
 }
 
+/// A rung's encoder. Both take every picture the ladder scales and return what came out, with
+/// the decode time and keyframe decision of the source frame each came from. Boxed: openh264's
+/// state alone is 7 KB, moved around as the ladder plans its rungs.
+enum RungEncoder {
+    H264(Box<H264Encoder>),
+    Av1(Box<Av1Encoder>),
+}
+
+impl RungEncoder {
+    fn new(spec: &RungSpec, speed: crate::config::EncoderSpeed) -> Result<Self, EncodeError> {
+        Ok(match spec.codec {
+            RungCodec::H264 => RungEncoder::H264(Box::new(H264Encoder::new(
+                spec.bitrate_bps,
+                spec.fps as f32,
+                speed,
+            )?)),
+            RungCodec::Av1 => RungEncoder::Av1(Box::new(Av1Encoder::new(
+                spec.width,
+                spec.height,
+                spec.bitrate_bps,
+                spec.fps,
+                speed,
+            )?)),
+        })
+    }
+
+    /// Encodes the picture of the source frame at `dts`; `keyframe` asks for an aligned
+    /// keyframe. Appends `(dts, aligned keyframe, picture)` for each picture that came out.
+    fn encode(
+        &mut self,
+        picture: &Picture,
+        dts: u64,
+        keyframe: bool,
+        out: &mut Vec<(u64, bool, EncodedPicture)>,
+    ) -> Result<(), EncodeError> {
+        match self {
+            RungEncoder::H264(enc) => {
+                // openh264's rate control runs on a millisecond clock.
+                if let Some(p) = enc.encode(picture, dts * 1000 / TIMESCALE, keyframe)? {
+                    out.push((dts, keyframe && p.idr, p));
+                }
+            }
+            RungEncoder::Av1(enc) => {
+                for f in enc.encode(picture, dts, keyframe)? {
+                    out.push((f.dts, f.forced_key, f.picture));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 struct Rung {
     spec: RungSpec,
     scaler: Option<Scaler>,
     scaled: Picture,
-    encoder: Option<H264Encoder>,
+    encoder: Option<RungEncoder>,
     active: bool,
 }
 
@@ -362,7 +471,7 @@ impl Ladder {
 
     /// Whether there is nothing left to encode (no rung below the source, or all shed).
     pub fn is_idle(&self) -> bool {
-        (self.planned && !self.rungs.iter().any(|r| r.active)) || self.cfg.heights.is_empty()
+        (self.planned && !self.rungs.iter().any(|r| r.active)) || !self.cfg.transcodes()
     }
 
     /// Keyframe interval and segment duration of the rungs.
@@ -435,8 +544,8 @@ impl Ladder {
         }
 
         let idr = self.aligner.is_boundary(frame.dts);
-        let millis = frame.dts * 1000 / TIMESCALE;
         let mut t = t1;
+        let mut encoded = Vec::new();
         for (i, rung) in self.rungs.iter_mut().enumerate() {
             if !rung.active {
                 continue;
@@ -448,21 +557,23 @@ impl Ladder {
                 )
             });
             scaler.scale(&self.picture, &mut rung.scaled);
-            let encoded = match rung.encoder.as_mut() {
-                Some(enc) => enc.encode(&rung.scaled, millis, idr),
+            encoded.clear();
+            let result = match rung.encoder.as_mut() {
+                Some(enc) => enc.encode(&rung.scaled, frame.dts, idr, &mut encoded),
                 None => Err(EncodeError::new("no encoder")),
             };
             let now = (self.clock)();
             out.encode_times.push((i, now.saturating_sub(t)));
             t = now;
-            match encoded {
-                Ok(Some(picture)) => out.frames.push(RungFrame {
-                    rung: i,
-                    dts: frame.dts,
-                    keyframe: idr && picture.idr,
-                    picture,
-                }),
-                Ok(None) => {}
+            match result {
+                Ok(()) => out
+                    .frames
+                    .extend(encoded.drain(..).map(|(dts, keyframe, picture)| RungFrame {
+                        rung: i,
+                        dts,
+                        keyframe,
+                        picture,
+                    })),
                 Err(e) => {
                     tracing::warn!(rendition = %rung.spec.name, error = %e, "ladder: rung encoder failed; dropping the rung");
                     rung.active = false;
@@ -495,14 +606,13 @@ impl Ladder {
     fn plan(&mut self) {
         self.planned = true;
         let fps = self.fps();
-        let specs = plan_rungs(
-            &self.cfg.heights,
-            self.picture.width,
-            self.picture.height,
-            fps,
-        );
+        let (w, h) = (self.picture.width, self.picture.height);
+        let mut specs = plan_rungs(&self.cfg.heights, w, h, fps);
+        // After the H.264 rungs, so the multivariant playlist lists it last: players that take
+        // the first variant they can play start on H.264.
+        specs.extend(self.cfg.av1_height.map(|av1| plan_av1_rung(av1, w, h, fps)));
         for spec in specs {
-            let encoder = match H264Encoder::new(spec.bitrate_bps, fps as f32, self.cfg.speed) {
+            let encoder = match RungEncoder::new(&spec, self.cfg.speed) {
                 Ok(e) => Some(e),
                 Err(e) => {
                     tracing::warn!(rendition = %spec.name, error = %e, "ladder: cannot create an encoder");

@@ -6,7 +6,7 @@
 //! CPU-bound), fed through a bounded queue. When the queue is full the task drops frames up to
 //! the next keyframe, so a slow ladder loses whole GOPs instead of falling further behind.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,7 +28,7 @@ use crate::depacketize::{
     Depacketizer, H264Depacketizer, OpusDepacketizer, Output, RtpIn, parse_h264_sps,
 };
 use crate::fmp4::{Codec, Track};
-use crate::ladder::{H264Decoder, Ladder, RungFrame, SourceFrame, TIMESCALE};
+use crate::ladder::{H264Decoder, Ladder, RungCodec, RungFrame, SourceFrame, TIMESCALE};
 use crate::metrics::HlsMetrics;
 use crate::playlist::{
     AudioRendition, MultivariantPlaylist, PlaylistTiming, TimelineConfig, VideoVariant,
@@ -43,6 +43,8 @@ const KEYFRAME_EVERY: Duration = Duration::from_secs(1);
 const LADDER_QUEUE: usize = 60;
 /// Part target of transcoded renditions.
 const LADDER_PART: Duration = Duration::from_millis(250);
+/// Source frames whose arrival times the ladder thread remembers (more than any encoder delay).
+const TIMING_KEPT: usize = 32;
 
 /// The HLS service of a node.
 #[derive(Clone)]
@@ -228,11 +230,13 @@ impl StreamState {
 
 impl Stream {
     /// Publishes encoded rung frames, creating each rung's rendition at its first IDR.
+    /// `timing` holds the wall-clock and arrival times of recent source frames by decode time.
     fn publish_rungs(
         &self,
         ladder: &Ladder,
         frames: Vec<RungFrame>,
         job: &LadderJob,
+        timing: &VecDeque<(u64, SystemTime, Instant)>,
         metrics: &HlsMetrics,
     ) {
         let mut st = self.state.lock();
@@ -246,20 +250,34 @@ impl Stream {
             };
             let slot = &mut st.ladder[f.rung];
             if slot.is_none() {
-                let (true, Some(sps), Some(pps)) =
-                    (f.keyframe, f.picture.sps.clone(), f.picture.pps.clone())
-                else {
+                if !f.keyframe {
                     continue;
-                };
-                let codec = Codec::H264 {
-                    sps,
-                    pps,
-                    width: u16::try_from(spec.width).unwrap_or(u16::MAX),
-                    height: u16::try_from(spec.height).unwrap_or(u16::MAX),
+                }
+                let codec = match spec.codec {
+                    RungCodec::H264 => {
+                        let (Some(sps), Some(pps)) = (f.picture.sps.clone(), f.picture.pps.clone())
+                        else {
+                            continue;
+                        };
+                        Codec::H264 {
+                            sps,
+                            pps,
+                            width: u16::try_from(spec.width).unwrap_or(u16::MAX),
+                            height: u16::try_from(spec.height).unwrap_or(u16::MAX),
+                        }
+                    }
+                    RungCodec::Av1 => {
+                        let Some((codec, _)) =
+                            f.picture.sequence_header.as_deref().and_then(av1_codec)
+                        else {
+                            continue;
+                        };
+                        codec
+                    }
                 };
                 let info = RenditionInfo {
                     name: spec.name.clone(),
-                    // From the SPS the encoder actually wrote.
+                    // From the SPS / sequence header the encoder actually wrote.
                     codecs: codec.rfc6381(),
                     resolution: Some((spec.width, spec.height)),
                     channels: None,
@@ -287,12 +305,18 @@ impl Stream {
             if let Some(r) = slot.as_mut()
                 && !r.retired
             {
+                // The AV1 encoder hands pictures out a few frames late: time each one by its own
+                // source frame.
+                let (wallclock, arrived) = timing
+                    .iter()
+                    .find(|t| t.0 == f.dts)
+                    .map_or((job.wallclock, job.arrived), |t| (t.1, t.2));
                 r.push(
                     f.dts,
                     f.keyframe,
                     Bytes::from(f.picture.data),
-                    job.wallclock,
-                    job.arrived,
+                    wallclock,
+                    arrived,
                 );
             }
         }
@@ -704,7 +728,7 @@ impl Packager {
 
     /// Queues a frame for the ladder thread (started with the first frame, a keyframe).
     fn feed_ladder(&mut self, job: LadderJob) {
-        if self.ladder_config.heights.is_empty() {
+        if !self.ladder_config.transcodes() {
             return;
         }
         if self.ladder.is_none() {
@@ -731,7 +755,7 @@ impl Packager {
             }
             // The thread gave up (no rung to encode, or no decoder): stop feeding it.
             Err(TrySendError::Disconnected(_)) => {
-                self.ladder_config.heights.clear();
+                self.ladder_config.disable();
                 self.ladder = None;
             }
         }
@@ -752,7 +776,7 @@ impl Packager {
             Ok(_) => Some(tx),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot start the HLS ladder thread");
-                self.ladder_config.heights.clear();
+                self.ladder_config.disable();
                 None
             }
         }
@@ -860,11 +884,16 @@ fn run_ladder(
     };
     let mut ladder = Ladder::new(cfg, decoder);
     let mut last_request: Option<Instant> = None;
+    let mut timing = VecDeque::with_capacity(TIMING_KEPT);
     let dropped = metrics.dropped_frames.with_label_values(&["ladder"]);
     while let Ok(job) = rx.recv() {
         if stream.ended() {
             return;
         }
+        if timing.len() == TIMING_KEPT {
+            timing.pop_front();
+        }
+        timing.push_back((job.dts, job.wallclock, job.arrived));
         let out = ladder.push(&SourceFrame {
             dts: job.dts,
             keyframe: job.keyframe,
@@ -915,7 +944,7 @@ fn run_ladder(
             stream.retire_rung(i);
         }
         if !out.frames.is_empty() {
-            stream.publish_rungs(&ladder, out.frames, &job, &metrics);
+            stream.publish_rungs(&ladder, out.frames, &job, &timing, &metrics);
         }
         if ladder.is_idle() {
             // Nothing below the source size, or everything shed: the source rendition is all.
@@ -1002,21 +1031,24 @@ impl SourceVideo {
                 };
                 Some((codec, (info.width, info.height)))
             }
-            SourceVideo::Av1(d) => {
-                let obu = d.sequence_header()?;
-                let seq = crate::depacketize::parse_av1_sequence_header(obu)?;
-                let (w, h) = (seq.max_frame_width, seq.max_frame_height);
-                let codec = Codec::Av1 {
-                    sequence_header: obu.to_vec(),
-                    width: u16::try_from(w).unwrap_or(u16::MAX),
-                    height: u16::try_from(h).unwrap_or(u16::MAX),
-                    config: crate::fmp4::Av1Config::from(&seq),
-                };
-                Some((codec, (w, h)))
-            }
+            SourceVideo::Av1(d) => av1_codec(d.sequence_header()?),
             SourceVideo::Unknown | SourceVideo::Vp8(_) => None,
         }
     }
+}
+
+/// The `av01` sample entry and picture size of an AV1 sequence header OBU: the source remux's
+/// and the AV1 rung's.
+fn av1_codec(obu: &[u8]) -> Option<(Codec, (u32, u32))> {
+    let seq = crate::depacketize::parse_av1_sequence_header(obu)?;
+    let (w, h) = (seq.max_frame_width, seq.max_frame_height);
+    let codec = Codec::Av1 {
+        sequence_header: obu.to_vec(),
+        width: u16::try_from(w).unwrap_or(u16::MAX),
+        height: u16::try_from(h).unwrap_or(u16::MAX),
+        config: crate::fmp4::Av1Config::from(&seq),
+    };
+    Some((codec, (w, h)))
 }
 
 /// The ladder's decoder for a source codec: openh264, dav1d or libvpx.

@@ -200,11 +200,7 @@ impl Av1Assembler {
         ) {
             return;
         }
-        let mut obu = Vec::with_capacity(header.len() + 5 + payload.len());
-        obu.push(header[0] | OBU_HAS_SIZE_FIELD);
-        obu.extend_from_slice(&header[1..]);
-        write_leb128(&mut obu, payload.len());
-        obu.extend_from_slice(payload);
+        let obu = sized_obu(header, payload);
 
         let mut key_frame = false;
         if obu_type == OBU_SEQUENCE_HEADER {
@@ -265,22 +261,85 @@ fn first_obu_type(p: &[u8], w: u8) -> Option<u8> {
     Some((header >> 3) & 0x0f)
 }
 
+/// An OBU's type, header bytes (1 or 2) and payload.
+type ObuParts<'a> = (u8, &'a [u8], &'a [u8]);
+
 /// Splits an OBU into type, header bytes (1 or 2) and payload, honouring `obu_size` if present.
-fn split_obu(obu: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let first = *obu.first()?;
+fn split_obu(obu: &[u8]) -> Option<ObuParts<'_>> {
+    next_obu(obu).map(|(obu, _)| obu)
+}
+
+/// Splits the first OBU off `data`: (type, header bytes, payload), and the bytes after it (an
+/// OBU without `obu_size` runs to the end).
+fn next_obu(data: &[u8]) -> Option<(ObuParts<'_>, &[u8])> {
+    let first = *data.first()?;
     if first & 0x80 != 0 {
         return None; // obu_forbidden_bit
     }
     let header_len = if first & 0x04 != 0 { 2 } else { 1 };
-    let header = obu.get(..header_len)?;
-    let body = &obu[header_len..];
-    let payload = if first & OBU_HAS_SIZE_FIELD != 0 {
+    let header = data.get(..header_len)?;
+    let body = &data[header_len..];
+    let (payload, rest) = if first & OBU_HAS_SIZE_FIELD != 0 {
         let (len, used) = read_leb128(body)?;
-        body.get(used..)?.get(..len)?
+        let sized = body.get(used..)?;
+        (sized.get(..len)?, &sized[len..])
     } else {
-        body
+        (body, &body[body.len()..])
     };
-    Some(((first >> 3) & 0x0f, header, payload))
+    Some((((first >> 3) & 0x0f, header, payload), rest))
+}
+
+/// An OBU rebuilt with `obu_size` (the `av01` sample format wants it on every OBU).
+fn sized_obu(header: &[u8], payload: &[u8]) -> Vec<u8> {
+    let mut obu = Vec::with_capacity(header.len() + 5 + payload.len());
+    obu.push(header[0] | OBU_HAS_SIZE_FIELD);
+    obu.extend_from_slice(&header[1..]);
+    write_leb128(&mut obu, payload.len());
+    obu.extend_from_slice(payload);
+    obu
+}
+
+/// An encoder's temporal unit as an `av01` sample, see [`av1_sample`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Av1Sample {
+    /// The OBUs, each with `obu_size`, without temporal delimiters, tile lists or padding (the
+    /// format the depacketizer produces and the fMP4 writer takes).
+    pub data: Vec<u8>,
+    /// The sequence header OBU (with `obu_size`) the unit carried, if any.
+    pub sequence_header: Option<Vec<u8>>,
+    /// The unit holds a key frame.
+    pub key_frame: bool,
+}
+
+/// Rewrites a low-overhead-format temporal unit (what an encoder such as rav1e emits) into the
+/// sample format of [`Av1Depacketizer`]; `None` when the OBUs do not parse or there are none.
+pub(crate) fn av1_sample(mut tu: &[u8]) -> Option<Av1Sample> {
+    let mut out = Av1Sample {
+        data: Vec::with_capacity(tu.len()),
+        sequence_header: None,
+        key_frame: false,
+    };
+    let mut reduced_still_picture_header = false;
+    while !tu.is_empty() {
+        let ((obu_type, header, payload), rest) = next_obu(tu)?;
+        tu = rest;
+        if matches!(
+            obu_type,
+            OBU_TEMPORAL_DELIMITER | OBU_TILE_LIST | OBU_PADDING
+        ) {
+            continue;
+        }
+        let obu = sized_obu(header, payload);
+        if obu_type == OBU_SEQUENCE_HEADER {
+            reduced_still_picture_header =
+                parse_av1_sequence_header(&obu).is_some_and(|s| s.reduced_still_picture_header);
+            out.sequence_header = Some(obu.clone());
+        } else if obu_type == OBU_FRAME_HEADER || obu_type == OBU_FRAME {
+            out.key_frame |= is_key_frame_header(payload, reduced_still_picture_header);
+        }
+        out.data.extend_from_slice(&obu);
+    }
+    (!out.data.is_empty()).then_some(out)
 }
 
 /// True if a frame header (or frame) OBU payload starts a KEY_FRAME (AV1 §5.9.2).
@@ -573,6 +632,41 @@ mod tests {
 
     const KEY_FRAME_HEADER: [u8; 3] = [0x10, 0xab, 0xcd]; // show_frame = 1, frame_type = KEY
     const INTER_FRAME_HEADER: [u8; 3] = [0x30, 0x12, 0x34]; // frame_type = INTER
+
+    #[test]
+    fn encoder_temporal_units_become_samples_like_the_depacketizer_makes() {
+        let seq = seq_header_720p();
+        // What rav1e writes: a temporal delimiter, the sequence header, the frame, all sized;
+        // the last OBU here without obu_size (allowed at the end of a low-overhead unit).
+        let mut tu = sized(OBU_TEMPORAL_DELIMITER, &[]);
+        tu.extend(sized(OBU_SEQUENCE_HEADER, &seq));
+        tu.extend(sized(OBU_PADDING, &[0; 3]));
+        tu.extend(obu(OBU_FRAME, &KEY_FRAME_HEADER));
+        let sample = av1_sample(&tu).expect("sample");
+        let mut want = sized(OBU_SEQUENCE_HEADER, &seq);
+        want.extend(sized(OBU_FRAME, &KEY_FRAME_HEADER));
+        assert_eq!(sample.data, want);
+        assert_eq!(
+            sample.sequence_header,
+            Some(sized(OBU_SEQUENCE_HEADER, &seq))
+        );
+        assert!(sample.key_frame);
+
+        let mut tu = sized(OBU_TEMPORAL_DELIMITER, &[]);
+        tu.extend(sized(OBU_FRAME, &INTER_FRAME_HEADER));
+        let sample = av1_sample(&tu).expect("sample");
+        assert_eq!(sample.data, sized(OBU_FRAME, &INTER_FRAME_HEADER));
+        assert!(!sample.key_frame && sample.sequence_header.is_none());
+
+        // Nothing but a delimiter, a size past the end, the forbidden bit: no sample.
+        assert_eq!(av1_sample(&sized(OBU_TEMPORAL_DELIMITER, &[])), None);
+        assert_eq!(
+            av1_sample(&[(OBU_FRAME << 3) | OBU_HAS_SIZE_FIELD, 9, 1]),
+            None
+        );
+        assert_eq!(av1_sample(&[0x80 | (OBU_FRAME << 3)]), None);
+        assert_eq!(av1_sample(&[]), None);
+    }
 
     fn key_tu(seq: u16, ts: u32, n: bool) -> Vec<Pkt> {
         let sh = obu(OBU_SEQUENCE_HEADER, &seq_header_720p());

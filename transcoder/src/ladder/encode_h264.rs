@@ -8,35 +8,11 @@ use openh264::encoder::{
 };
 use openh264::formats::YUVSource;
 
-use super::Picture;
+use super::{EncodeError, EncodedPicture, Picture};
 use crate::config::EncoderSpeed;
 
 const NAL_SPS: u8 = 7;
 const NAL_PPS: u8 = 8;
-
-/// An encoder failure (the rung is dropped from the ladder).
-#[derive(Debug, thiserror::Error)]
-#[error("openh264 encoder: {0}")]
-pub struct EncodeError(String);
-
-impl EncodeError {
-    pub(crate) fn new(msg: impl Into<String>) -> Self {
-        Self(msg.into())
-    }
-}
-
-/// One encoded picture in the `avc1` sample format.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EncodedPicture {
-    /// 4-byte length-prefixed NAL units; an IDR carries its SPS and PPS in-band too.
-    pub data: Vec<u8>,
-    /// An IDR picture.
-    pub idr: bool,
-    /// The SPS NAL unit (header byte included) that came with an IDR.
-    pub sps: Option<Vec<u8>>,
-    /// The PPS NAL unit that came with an IDR.
-    pub pps: Option<Vec<u8>>,
-}
 
 /// openh264 set up for one rung.
 pub struct H264Encoder {
@@ -64,7 +40,7 @@ impl H264Encoder {
             .intra_frame_period(IntraFramePeriod::from_num_frames(0))
             .num_threads(1);
         let encoder = Encoder::with_api_config(OpenH264API::from_source(), config)
-            .map_err(|e| EncodeError(e.to_string()))?;
+            .map_err(|e| EncodeError::new(format!("openh264: {e}")))?;
         Ok(Self { encoder })
     }
 
@@ -76,7 +52,7 @@ impl H264Encoder {
         force_idr: bool,
     ) -> Result<Option<EncodedPicture>, EncodeError> {
         if !picture.is_consistent() {
-            return Err(EncodeError("inconsistent picture".into()));
+            return Err(EncodeError::new("openh264: inconsistent picture"));
         }
         if force_idr {
             self.encoder.force_intra_frame();
@@ -84,7 +60,7 @@ impl H264Encoder {
         let stream = self
             .encoder
             .encode_at(&View(picture), openh264::Timestamp::from_millis(millis))
-            .map_err(|e| EncodeError(e.to_string()))?;
+            .map_err(|e| EncodeError::new(format!("openh264: {e}")))?;
         let idr = stream.frame_type() == FrameType::IDR;
         if matches!(stream.frame_type(), FrameType::Skip | FrameType::Invalid) {
             return Ok(None);
@@ -94,6 +70,7 @@ impl H264Encoder {
             idr,
             sps: None,
             pps: None,
+            sequence_header: None,
         };
         for l in 0..stream.num_layers() {
             let Some(layer) = stream.layer(l) else {

@@ -1,4 +1,5 @@
-//! The ladder state machine with real codecs (openh264 both ways) and a synthetic clock.
+//! The ladder state machine with real codecs (openh264 both ways, rav1e and dav1d for the AV1
+//! rung) and a synthetic clock.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,8 +53,17 @@ fn stepping_clock(step: Duration) -> (Box<dyn FnMut() -> Duration + Send>, Arc<A
 }
 
 fn ladder(heights: &[u32], step: Duration) -> (Ladder, Arc<AtomicU64>) {
+    ladder_with_av1(heights, None, step)
+}
+
+fn ladder_with_av1(
+    heights: &[u32],
+    av1_height: Option<u32>,
+    step: Duration,
+) -> (Ladder, Arc<AtomicU64>) {
     let cfg = LadderConfig {
         heights: heights.to_vec(),
+        av1_height,
         speed: EncoderSpeed::Fast,
         segment: Duration::from_secs(1),
     };
@@ -264,4 +274,122 @@ fn no_heights_means_no_work() {
         let out = push(&mut l, f);
         assert!(out.frames.is_empty() && out.decode_time.is_none());
     }
+}
+
+#[test]
+fn the_av1_rung_comes_last_at_most_at_the_source_height_with_less_bitrate() {
+    let r = plan_av1_rung(240, 1280, 720, 30.0);
+    assert_eq!(
+        (r.name.as_str(), r.codec, r.width, r.height),
+        ("av1-240p", RungCodec::Av1, 426, 240)
+    );
+    let h264 = f64::from(rung_bitrate(426, 240, 30.0));
+    assert!((f64::from(r.bitrate_bps) - 0.7 * h264).abs() < 2.0, "{r:?}");
+    // Never above the source: a 720p AV1 rung of a 360p source is encoded at 360p.
+    let r = plan_av1_rung(720, 640, 360, 30.0);
+    assert_eq!((r.name.as_str(), r.width, r.height), ("av1-360p", 640, 360));
+    assert!(plan_rungs(&[360], 1280, 720, 30.0)[0].codec == RungCodec::H264);
+}
+
+#[test]
+fn the_av1_rung_keys_exactly_at_the_aligned_boundaries_and_decodes_with_dav1d() {
+    // Source keyframes every 2 s; the ladder's keyframes every 1 s in both rungs.
+    let frames = source(320, 180, 98, 60);
+    let (mut l, _) = ladder_with_av1(&[120], Some(90), Duration::from_micros(100));
+    let mut h264_keys = Vec::new();
+    let mut av1 = Vec::new();
+    for f in &frames {
+        let out = push(&mut l, f);
+        assert!(out.shed.is_none() && out.failed.is_empty(), "{out:?}");
+        for rf in out.frames {
+            match rf.rung {
+                0 if rf.keyframe => h264_keys.push(rf.dts),
+                0 => {}
+                _ => av1.push(rf),
+            }
+        }
+    }
+    let specs: Vec<_> = l
+        .rungs()
+        .iter()
+        .map(|r| (r.name.clone(), r.codec, r.width, r.height))
+        .collect();
+    assert_eq!(
+        specs,
+        vec![
+            ("120p".to_string(), RungCodec::H264, 214, 120),
+            ("av1-90p".to_string(), RungCodec::Av1, 160, 90)
+        ]
+    );
+    // Every encoded source frame comes out, in order, with its own decode time: rav1e holds a
+    // few back for its lookahead, never more than that.
+    let skip = PLAN_AFTER_PICTURES as usize - 1;
+    let dts: Vec<u64> = av1.iter().map(|f| f.dts).collect();
+    let held = 98 - skip - dts.len();
+    assert!((1..=6).contains(&held), "{held} frames held back");
+    let expected: Vec<u64> = frames[skip..skip + dts.len()].iter().map(|f| f.0).collect();
+    assert_eq!(dts, expected);
+    // Key frames exactly where the H.264 rung has its IDRs, and nowhere else.
+    let av1_keys: Vec<u64> = av1.iter().filter(|f| f.keyframe).map(|f| f.dts).collect();
+    let start = frames[skip].0;
+    let boundaries: Vec<u64> = (0..3).map(|k| start + k * 30 * FRAME).collect();
+    assert_eq!(av1_keys, boundaries);
+    assert_eq!(h264_keys[..3], boundaries[..]);
+    for f in &av1 {
+        assert_eq!(f.picture.idr, f.keyframe, "unasked key frame at {}", f.dts);
+        assert_eq!(f.picture.sequence_header.is_some(), f.keyframe);
+        assert!(f.picture.sps.is_none() && f.picture.pps.is_none());
+    }
+    // The sequence header describes the rung; its codec string has a real level (2.0).
+    let seq = av1[0]
+        .picture
+        .sequence_header
+        .as_deref()
+        .expect("sequence header");
+    let info = crate::depacketize::parse_av1_sequence_header(seq).expect("parses");
+    assert_eq!((info.max_frame_width, info.max_frame_height), (160, 90));
+    assert_eq!(info.codec_string(), "av01.0.00M.08");
+
+    // dav1d decodes every sample as the fMP4 writer stores it, from each key frame on alone.
+    assert!(av1[30].keyframe);
+    for from in [0, 30] {
+        let mut dec = Av1Decoder::new().expect("dav1d");
+        let mut out = Picture::default();
+        let mut decoded = 0;
+        for f in &av1[from..] {
+            let frame = SourceFrame {
+                dts: f.dts,
+                keyframe: f.keyframe,
+                data: &f.picture.data,
+            };
+            if dec.decode(&frame, &mut out).expect("decodes") {
+                decoded += 1;
+                assert_eq!((out.width, out.height), (160, 90));
+            }
+        }
+        assert_eq!(decoded, av1.len() - from);
+    }
+    // No temporal delimiters: every sample starts with a sequence header or a frame OBU.
+    for f in &av1 {
+        let obu_type = (f.picture.data[0] >> 3) & 0x0f;
+        assert!(matches!(obu_type, 1 | 6), "OBU type {obu_type} first");
+    }
+}
+
+#[test]
+fn an_av1_only_ladder_sheds_its_rung_like_any_other() {
+    let frames = source(320, 180, 140, 30);
+    // Decode + the AV1 rung take 20 ms each per 33 ms frame: 0.83x real time.
+    let (mut l, _) = ladder_with_av1(&[], Some(90), Duration::from_millis(20));
+    assert!(!l.is_idle());
+    let mut shed = None;
+    for f in &frames {
+        let out = push(&mut l, f);
+        if let Some(report) = &out.report {
+            assert_eq!(report.rungs.len(), 1, "{report:?}");
+        }
+        shed = shed.or(out.shed);
+    }
+    assert_eq!(shed, Some(0));
+    assert!(l.is_idle());
 }
