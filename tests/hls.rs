@@ -140,6 +140,35 @@ const LADDER_HEIGHTS: &str = "270,180,144";
 const LADDER_RUNGS: [(&str, u32, u32); 2] = [("180p", 320, 180), ("144p", 256, 144)];
 
 /// `baseMediaDecodeTime` of every `moof/traf/tfdt` in a fragment sequence, in order.
+/// ffprobe decodes `init` + `seg` as `codec` at `size`: at least 10 frames, starting on the
+/// segment's only keyframe (1 s segments, keyframes aligned by the ladder).
+fn assert_segment_decodes_from_one_keyframe(
+    init: &[u8],
+    seg: &[u8],
+    codec: &str,
+    (w, h): (u32, u32),
+    what: &str,
+) {
+    let mut media = init.to_vec();
+    media.extend_from_slice(seg);
+    let probe = ffprobe(&media, "frame=key_frame");
+    let stream = &probe["streams"][0];
+    assert_eq!(stream["codec_name"], codec, "{what}");
+    assert_eq!(
+        (stream["width"].as_u64(), stream["height"].as_u64()),
+        (Some(u64::from(w)), Some(u64::from(h))),
+        "{what}"
+    );
+    let frames = probe["frames"].as_array().expect("frames");
+    assert!(frames.len() >= 10, "{what}: {} frames", frames.len());
+    assert_eq!(
+        frames[0]["key_frame"], 1,
+        "{what} starts without a keyframe"
+    );
+    let keys = frames.iter().filter(|f| f["key_frame"] == 1).count();
+    assert_eq!(keys, 1, "{what}: one keyframe per 1 s segment");
+}
+
 fn tfdts(bytes: &[u8]) -> Vec<u64> {
     fn walk(mut b: &[u8], out: &mut Vec<u64>) {
         while b.len() >= 8 {
@@ -276,24 +305,13 @@ async fn a_source_gets_an_aligned_transcoded_ladder() {
             let name_only = uri.split('?').next().unwrap_or_default().to_string();
             rung_starts.push((name_only, tfdt));
             // Each segment decodes on its own from a keyframe, at the rung's size.
-            let mut media = init.clone();
-            media.extend_from_slice(&seg);
-            let probe = ffprobe(&media, "frame=key_frame");
-            let stream = &probe["streams"][0];
-            assert_eq!(stream["codec_name"], "h264", "{name}/{uri}");
-            assert_eq!(
-                (stream["width"].as_u64(), stream["height"].as_u64()),
-                (Some(u64::from(rw)), Some(u64::from(rh))),
-                "{name}/{uri}"
+            assert_segment_decodes_from_one_keyframe(
+                &init,
+                &seg,
+                "h264",
+                (rw, rh),
+                &format!("{name}/{uri}"),
             );
-            let frames = probe["frames"].as_array().expect("frames");
-            assert!(frames.len() >= 10, "{name}/{uri}: {} frames", frames.len());
-            assert_eq!(
-                frames[0]["key_frame"], 1,
-                "{name}/{uri} starts without a keyframe"
-            );
-            let keys = frames.iter().filter(|f| f["key_frame"] == 1).count();
-            assert_eq!(keys, 1, "{name}/{uri}: one keyframe per 1 s segment");
         }
         // Segment durations from the timestamps themselves stay within the target.
         for pair in rung_starts.windows(2) {
@@ -393,24 +411,14 @@ async fn an_opt_in_av1_rendition_is_encoded_with_rav1e() {
             (0.9..=1.5).contains(extinf),
             "{name}/{uri}: EXTINF {extinf}"
         );
-        let mut media = init.clone();
-        media.extend_from_slice(&bytes_ok(&t, &format!("{base}/{uri}")).await);
-        let probe = ffprobe(&media, "frame=key_frame");
-        let stream = &probe["streams"][0];
-        assert_eq!(stream["codec_name"], "av1", "{name}/{uri}");
-        assert_eq!(
-            (stream["width"].as_u64(), stream["height"].as_u64()),
-            (Some(u64::from(rw)), Some(u64::from(rh))),
-            "{name}/{uri}"
+        let seg = bytes_ok(&t, &format!("{base}/{uri}")).await;
+        assert_segment_decodes_from_one_keyframe(
+            &init,
+            &seg,
+            "av1",
+            (rw, rh),
+            &format!("{name}/{uri}"),
         );
-        let frames = probe["frames"].as_array().expect("frames");
-        assert!(frames.len() >= 10, "{name}/{uri}: {} frames", frames.len());
-        assert_eq!(
-            frames[0]["key_frame"], 1,
-            "{name}/{uri} starts without a key frame"
-        );
-        let keys = frames.iter().filter(|f| f["key_frame"] == 1).count();
-        assert_eq!(keys, 1, "{name}/{uri}: one key frame per 1 s segment");
     }
 
     // It reports through the ladder's metrics like any rung, and kept up.
