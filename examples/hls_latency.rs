@@ -40,23 +40,9 @@ async fn main() -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/loadtest/browser/hls_g2g.mjs");
-    let out = tokio::process::Command::new("node")
-        .arg(script)
-        .arg(&master)
-        .arg(seconds.to_string())
-        .output()
-        .await?;
+    let out = common::run_browser_script("hls_g2g.mjs", &[master, seconds.to_string()]).await;
     publisher.stop().await?;
     server.stop(Duration::from_secs(2)).await;
-    anyhow::ensure!(
-        out.status.success(),
-        "hls_g2g.mjs failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!(
-        "source {width}x{height}@30, {seconds} s: {}",
-        String::from_utf8_lossy(&out.stdout).trim()
-    );
+    println!("source {width}x{height}@30, {seconds} s: {}", out?);
     Ok(())
 }

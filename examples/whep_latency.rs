@@ -41,25 +41,17 @@ async fn main() -> anyhow::Result<()> {
 
     let whep = format!("{base}/whep/demo");
     eprintln!("playing {whep} with {viewers} Chromium viewers");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/loadtest/browser/whep_g2g.mjs");
-    let out = tokio::process::Command::new("node")
-        .arg(script)
-        .arg(&whep)
-        .arg(viewers.to_string())
-        .arg(seconds.to_string())
-        .output()
-        .await?;
+    let out = common::run_browser_script(
+        "whep_g2g.mjs",
+        &[whep, viewers.to_string(), seconds.to_string()],
+    )
+    .await;
     let published = publisher.stats().frames_sent;
     publisher.stop().await?;
     server.stop(Duration::from_secs(2)).await;
-    anyhow::ensure!(
-        out.status.success(),
-        "whep_g2g.mjs failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     println!(
         "source {width}x{height}@30, {viewers} viewers, {seconds} s, {published} frames published: {}",
-        String::from_utf8_lossy(&out.stdout).trim()
+        out?
     );
     Ok(())
 }

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::TestServer;
-use common::hls::{bytes_ok, get, publish_pattern, text_when_ok, uris};
+use common::hls::{bytes_ok, ffprobe_with, get, publish_pattern, text_when_ok, uris};
 use onair::ServeSettings;
 use onair_transcoder::config::ObjectStorageConfig;
 use onair_transcoder::storage::{Storage, StoredRecording};
@@ -87,22 +87,16 @@ async fn start_moto(bin: &Path) -> Moto {
 
 /// Video codec and decoded frame count of an fMP4 init segment plus a media segment.
 fn ffprobe_frames(init: &[u8], segment: &[u8]) -> (String, u64) {
-    let dir = tempfile::tempdir().expect("dir");
-    let path = dir.path().join("media.mp4");
-    std::fs::write(&path, [init, segment].concat()).expect("write");
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
-        .args(["-show_entries", "stream=codec_name,nb_read_frames"])
-        .args(["-of", "json"])
-        .arg(&path)
-        .output()
-        .expect("ffprobe on PATH (scripts/test installs ffmpeg)");
-    assert!(
-        out.status.success() && out.stderr.is_empty(),
-        "ffprobe: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let v = ffprobe_with(
+        &[init, segment].concat(),
+        &[
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=codec_name,nb_read_frames",
+        ],
     );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
     let s = &v["streams"][0];
     let frames = s["nb_read_frames"]
         .as_str()

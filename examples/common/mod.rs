@@ -1,6 +1,9 @@
 //! What the latency examples share: a loopback server with its demo channel, and a publisher
 //! on it that draws its clock into every frame.
 
+// Compiled into each example; not every example uses every item.
+#![allow(dead_code)]
+
 use std::time::Duration;
 
 use onair::{ServeSettings, Server};
@@ -49,4 +52,21 @@ pub async fn serve_and_publish(
         base,
         publisher,
     })
+}
+
+/// Runs `loadtest/browser/<script>` with `args` in node and returns its trimmed standard output
+/// (one JSON line), or its standard error as the error.
+pub async fn run_browser_script(script: &str, args: &[String]) -> anyhow::Result<String> {
+    let path = format!("{}/loadtest/browser/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = tokio::process::Command::new("node")
+        .arg(path)
+        .args(args)
+        .output()
+        .await?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }

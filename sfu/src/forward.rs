@@ -213,7 +213,7 @@ impl AudioForwarder {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::payload::VideoCodec;
     use crate::track::{Kind, TrackInfo};
@@ -222,7 +222,8 @@ mod tests {
     use str0m::format::{Codec, CodecSpec, FormatParams};
     use str0m::media::{Frequency, Rid};
 
-    fn track(publisher: PeerId, rates: &[u64]) -> Arc<TrackInfo> {
+    /// An H.264 track of `publisher` with one layer per rate.
+    pub(crate) fn track(publisher: PeerId, rates: &[u64]) -> Arc<TrackInfo> {
         Arc::new(TrackInfo {
             channel: Arc::from("c"),
             publisher,
@@ -334,28 +335,6 @@ mod tests {
         // A layer that stops sending is left at once.
         t.video.as_ref().expect("video").rates[2].store(0, Ordering::Relaxed);
         assert_eq!(f.retarget(t0, tv), Some(1));
-    }
-
-    #[test]
-    fn a_single_layer_viewer_starts_its_estimate_at_the_layer_rate() {
-        use crate::rtc::INITIAL_VIEWER_ESTIMATE;
-        use crate::viewer::initial_estimate;
-        // 6 Mbit/s plus a quarter and 64 kbit/s: the first keyframe is not paced at 1 Mbit/s.
-        assert_eq!(
-            initial_estimate(&track(1, &[6_000_000])).as_u64(),
-            7_564_000
-        );
-        // A slow single layer (or one not measured yet) keeps the default start.
-        assert_eq!(
-            initial_estimate(&track(1, &[300_000])),
-            INITIAL_VIEWER_ESTIMATE
-        );
-        assert_eq!(initial_estimate(&track(1, &[0])), INITIAL_VIEWER_ESTIMATE);
-        // Simulcast: the start estimate picks the layer, so it stays moderate.
-        assert_eq!(
-            initial_estimate(&track(1, &[300_000, 1_200_000, 6_000_000])),
-            INITIAL_VIEWER_ESTIMATE
-        );
     }
 
     #[test]

@@ -171,7 +171,6 @@ impl ViewerState {
     }
 }
 
-/// str0m's validated in-place rewrite of a VP8 descriptor.
 /// The bandwidth estimate a new viewer of `track` starts from. With one video layer there is
 /// nothing to choose between, and the estimate only paces what must be sent anyway: starting it
 /// below the layer's rate would hold the first keyframe (and every frame after it) in the
@@ -182,7 +181,7 @@ pub fn initial_estimate(track: &TrackInfo) -> Bitrate {
         .video
         .as_ref()
         .filter(|v| v.layers.len() == 1)
-        .map(|v| v.rates().into_iter().max().unwrap_or(0));
+        .map(|v| v.rates().first().copied().unwrap_or(0));
     match single {
         Some(rate) => with_headroom(rate).max(INITIAL_VIEWER_ESTIMATE),
         None => INITIAL_VIEWER_ESTIMATE,
@@ -195,6 +194,7 @@ pub(crate) fn with_headroom(rate: u64) -> Bitrate {
     Bitrate::bps(rate + rate / 4 + 64_000)
 }
 
+/// str0m's validated in-place rewrite of a VP8 descriptor.
 fn vp8_patch(payload: &[u8], rw: crate::vp8::Vp8Rewrite) -> Option<str0m::rtp::Vp8Patch> {
     let mut b = str0m::rtp::Vp8Descriptor::parse(payload).ok()?.patch();
     if let Some(pid) = rw.picture_id {
@@ -255,4 +255,30 @@ pub(crate) fn create_server_offer(
         .apply()
         .ok_or_else(|| SfuError::Sdp("nothing to offer".into()))?;
     Ok((offer.to_sdp_string(), (pending, plan)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forward::tests::track;
+
+    #[test]
+    fn a_single_layer_viewer_starts_its_estimate_at_the_layer_rate() {
+        // 6 Mbit/s plus a quarter and 64 kbit/s: the first keyframe is not paced at 1 Mbit/s.
+        assert_eq!(
+            initial_estimate(&track(1, &[6_000_000])).as_u64(),
+            7_564_000
+        );
+        // A slow single layer (or one not measured yet) keeps the default start.
+        assert_eq!(
+            initial_estimate(&track(1, &[300_000])),
+            INITIAL_VIEWER_ESTIMATE
+        );
+        assert_eq!(initial_estimate(&track(1, &[0])), INITIAL_VIEWER_ESTIMATE);
+        // Simulcast: the start estimate picks the layer, so it stays moderate.
+        assert_eq!(
+            initial_estimate(&track(1, &[300_000, 1_200_000, 6_000_000])),
+            INITIAL_VIEWER_ESTIMATE
+        );
+    }
 }

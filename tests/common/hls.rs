@@ -45,12 +45,18 @@ pub fn uris(playlist: &str) -> Vec<&str> {
 /// `ffprobe -show_streams -show_entries <what>` of an fMP4 (init + fragments) as JSON; fails the
 /// test on any ffprobe complaint.
 pub fn ffprobe(media: &[u8], what: &str) -> serde_json::Value {
+    ffprobe_with(media, &["-show_streams", "-show_entries", what])
+}
+
+/// `ffprobe -v error <args> -of json` of an fMP4 (init + fragments); fails the test on any
+/// ffprobe complaint.
+pub fn ffprobe_with(media: &[u8], args: &[&str]) -> serde_json::Value {
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("media.mp4");
     std::fs::write(&path, media).expect("write");
     let out = std::process::Command::new("ffprobe")
-        .args(["-v", "error", "-show_streams", "-show_entries"])
-        .arg(what)
+        .args(["-v", "error"])
+        .args(args)
         .args(["-of", "json"])
         .arg(&path)
         .output()

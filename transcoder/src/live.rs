@@ -188,25 +188,17 @@ impl Stream {
             return;
         }
         let now = SystemTime::now();
-        let st = &mut *guard;
-        for r in st
-            .video
-            .iter_mut()
-            .chain(st.ladder.iter_mut().flatten())
-            .chain(st.audio.iter_mut())
-            .chain(st.aac.iter_mut())
-        {
-            if !r.retired {
-                r.finish(now);
-            }
+        for r in guard.renditions_mut().filter(|r| !r.retired) {
+            r.finish(now);
         }
+        let st = &*guard;
         let list = st.renditions();
         let timing = ladder_timing(&list);
         for r in &list {
             r.write_vod(timing);
         }
         if let Ok(text) = multivariant(&list).render("")
-            && let Err(e) = std::fs::write(self.dir.join("master.m3u8"), text)
+            && let Err(e) = std::fs::write(self.dir.join(crate::storage::MASTER), text)
         {
             tracing::warn!(error = %e, "cannot write the VOD multivariant playlist");
         }
@@ -225,6 +217,15 @@ impl StreamState {
             .chain(self.aac.iter())
             .chain(self.audio.iter())
             .collect()
+    }
+
+    /// The same renditions, to change.
+    fn renditions_mut(&mut self) -> impl Iterator<Item = &mut Rendition> {
+        self.video
+            .iter_mut()
+            .chain(self.ladder.iter_mut().flatten())
+            .chain(self.aac.iter_mut())
+            .chain(self.audio.iter_mut())
     }
 }
 
@@ -291,15 +292,9 @@ impl Stream {
                 let mut cfg = TimelineConfig::new(90_000);
                 cfg.segment_target = ladder.segment();
                 cfg.part_target = LADDER_PART.min(cfg.segment_target);
-                match Rendition::new(info, track, cfg, self.dir.join(&spec.name)) {
-                    Ok(mut r) => {
-                        r.set_latency_gauges(latency_gauges(metrics, &spec.name));
-                        *slot = Some(r);
-                    }
-                    Err(e) => {
-                        tracing::warn!(rendition = %spec.name, error = %e, "cannot start a ladder rendition");
-                        continue;
-                    }
+                match open_rendition(&self.dir, metrics, info, track, cfg) {
+                    Some(r) => *slot = Some(r),
+                    None => continue,
                 }
             }
             if let Some(r) = slot.as_mut()
@@ -346,6 +341,28 @@ fn snap_frame_rate(fps: f64) -> f64 {
         .copied()
         .find(|c| (fps - c).abs() / c < 0.004)
         .unwrap_or((fps * 1000.0).round() / 1000.0)
+}
+
+/// A new rendition in `dir/<its name>`, reporting its latency under its name; `None` (and a
+/// warning) when its timeline settings are refused.
+fn open_rendition(
+    dir: &Path,
+    metrics: &HlsMetrics,
+    info: RenditionInfo,
+    track: Track,
+    cfg: TimelineConfig,
+) -> Option<Rendition> {
+    let name = info.name.clone();
+    match Rendition::new(info, track, cfg, dir.join(&name)) {
+        Ok(mut r) => {
+            r.set_latency_gauges(latency_gauges(metrics, &name));
+            Some(r)
+        }
+        Err(e) => {
+            tracing::warn!(rendition = %name, error = %e, "cannot start a rendition");
+            None
+        }
+    }
 }
 
 fn latency_gauges(metrics: &HlsMetrics, rendition: &str) -> LatencyGauges {
@@ -692,20 +709,10 @@ impl Packager {
                 timescale: 90_000,
                 codec,
             };
-            match Rendition::new(
-                rinfo,
-                track,
-                TimelineConfig::new(90_000),
-                self.stream.dir.join("source"),
-            ) {
-                Ok(mut r) => {
-                    r.set_latency_gauges(latency_gauges(&self.metrics, "source"));
-                    st.video = Some(r);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot start the source rendition");
-                    return;
-                }
+            let cfg = TimelineConfig::new(90_000);
+            match open_rendition(&self.stream.dir, &self.metrics, rinfo, track, cfg) {
+                Some(r) => st.video = Some(r),
+                None => return,
             }
         }
         let data = Bytes::from(data);
@@ -737,9 +744,9 @@ impl Packager {
         let Some(tx) = &self.ladder else {
             return;
         };
-        let dropped = self.metrics.dropped_frames.with_label_values(&["ladder"]);
+        let dropped = || self.metrics.dropped_frames.with_label_values(&["ladder"]);
         if self.ladder_dropping && !job.keyframe {
-            dropped.inc();
+            dropped().inc();
             return;
         }
         match tx.try_send(job) {
@@ -749,7 +756,7 @@ impl Packager {
                     tracing::warn!(channel = %self.stream.channel, "HLS ladder queue full; dropping frames up to the next keyframe");
                 }
                 self.ladder_dropping = true;
-                dropped.inc();
+                dropped().inc();
                 // The ladder resumes at a keyframe; ask for one rather than wait out the GOP.
                 self.request_keyframe();
             }
@@ -803,20 +810,10 @@ impl Packager {
                 timescale: 48_000,
                 codec,
             };
-            match Rendition::new(
-                rinfo,
-                track,
-                TimelineConfig::new(48_000),
-                self.stream.dir.join("audio"),
-            ) {
-                Ok(mut r) => {
-                    r.set_latency_gauges(latency_gauges(&self.metrics, "audio"));
-                    st.audio = Some(r);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot start the audio rendition");
-                    return;
-                }
+            let cfg = TimelineConfig::new(48_000);
+            match open_rendition(&self.stream.dir, &self.metrics, rinfo, track, cfg) {
+                Some(r) => st.audio = Some(r),
+                None => return,
             }
         }
         drop(st);
@@ -840,18 +837,8 @@ impl Packager {
                     channels: Some(2),
                     frame_rate: None,
                 };
-                match Rendition::new(
-                    rinfo,
-                    track,
-                    TimelineConfig::new(48_000),
-                    self.stream.dir.join("aac"),
-                ) {
-                    Ok(mut r) => {
-                        r.set_latency_gauges(latency_gauges(&self.metrics, "aac"));
-                        st.aac = Some(r);
-                    }
-                    Err(e) => tracing::warn!(error = %e, "cannot start the AAC rendition"),
-                }
+                let cfg = TimelineConfig::new(48_000);
+                st.aac = open_rendition(&self.stream.dir, &self.metrics, rinfo, track, cfg);
             }
             if let Some(r) = st.aac.as_mut() {
                 for f in aac_frames {
@@ -886,6 +873,9 @@ fn run_ladder(
     let mut last_request: Option<Instant> = None;
     let mut timing = VecDeque::with_capacity(TIMING_KEPT);
     let dropped = metrics.dropped_frames.with_label_values(&["ladder"]);
+    let decode_seconds = metrics.encode_seconds.with_label_values(&["source"]);
+    // Rungs are planned once (shedding only deactivates them): their names are read then.
+    let mut names: Vec<String> = Vec::new();
     while let Ok(job) = rx.recv() {
         if stream.ended() {
             return;
@@ -899,13 +889,12 @@ fn run_ladder(
             keyframe: job.keyframe,
             data: &job.data,
         });
-        let names: Vec<String> = ladder.rungs().iter().map(|r| r.name.clone()).collect();
+        if names.is_empty() {
+            names = ladder.rungs().iter().map(|r| r.name.clone()).collect();
+        }
         let name = |i: usize| names.get(i).map_or("?", String::as_str);
         if let Some(d) = out.decode_time {
-            metrics
-                .encode_seconds
-                .with_label_values(&["source"])
-                .observe(d.as_secs_f64());
+            decode_seconds.observe(d.as_secs_f64());
         }
         for &(i, d) in &out.encode_times {
             metrics
@@ -961,7 +950,7 @@ pub fn latest_recording(channel_dir: &Path) -> Option<PathBuf> {
             let e = e.ok()?;
             let id: u128 = e.file_name().to_str()?.parse().ok()?;
             e.path()
-                .join("master.m3u8")
+                .join(crate::storage::MASTER)
                 .is_file()
                 .then(|| (id, e.path()))
         })

@@ -74,7 +74,7 @@ pub fn scan(root: &Path) -> Vec<RecordingDir> {
             let Ok(ms) = id.parse::<u64>() else { continue };
             let started = SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
             let path = st.path();
-            let ended = std::fs::metadata(path.join("master.m3u8"))
+            let ended = std::fs::metadata(path.join(crate::storage::MASTER))
                 .and_then(|m| m.modified())
                 .ok();
             out.push(RecordingDir {

@@ -20,30 +20,27 @@ fn find(path: &str) -> Option<&'static Asset> {
         .map(|i| &ASSETS[i])
 }
 
+/// The pages and the routes they are served at.
+const PAGES: [(&str, &str); 4] = [
+    ("/", "index.html"),
+    ("/c/{channel}", "channel.html"),
+    ("/studio", "studio.html"),
+    ("/tv/{channel}", "tv.html"),
+];
+
 /// Every web-app route. Pages are HTML shells that load their ES module from `/assets/`.
 pub fn router() -> Router {
-    Router::new()
-        .route(
-            "/",
-            get(|h: HeaderMap| async move { page("index.html", &h) }),
-        )
-        .route(
-            "/c/{channel}",
-            get(|h: HeaderMap| async move { page("channel.html", &h) }),
-        )
-        .route(
-            "/studio",
-            get(|h: HeaderMap| async move { page("studio.html", &h) }),
-        )
-        .route(
-            "/tv/{channel}",
-            get(|h: HeaderMap| async move { page("tv.html", &h) }),
-        )
-        .route("/assets/{*path}", get(asset))
-        .route(
-            "/favicon.ico",
-            get(|h: HeaderMap| async move { serve("favicon.svg", &h) }),
-        )
+    let mut router = Router::new();
+    for (route, name) in PAGES {
+        router = router.route(
+            route,
+            get(move |h: HeaderMap| async move { page(name, &h) }),
+        );
+    }
+    router.route("/assets/{*path}", get(asset)).route(
+        "/favicon.ico",
+        get(|h: HeaderMap| async move { serve("favicon.svg", &h) }),
+    )
 }
 
 fn page(name: &str, h: &HeaderMap) -> Response {

@@ -2,7 +2,6 @@
 //! `testsrc2` pattern) into an IVF file in a temporary directory, read back as frames, and
 //! looped by the publisher. Nothing binary is kept in the repository.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -83,17 +82,23 @@ pub struct EncodedClip {
 
 /// Whether ffmpeg on `PATH` has an encoder for `codec`.
 pub fn ffmpeg_can_encode(codec: ClipCodec) -> bool {
-    let Ok(out) = Command::new("ffmpeg")
+    available_encoder(codec).is_ok()
+}
+
+/// The first of `codec`'s encoders that ffmpeg on `PATH` has, with its options.
+fn available_encoder(
+    codec: ClipCodec,
+) -> anyhow::Result<&'static (&'static str, &'static [&'static str])> {
+    let out = Command::new("ffmpeg")
         .args(["-hide_banner", "-encoders"])
         .output()
-    else {
-        return false;
-    };
+        .context("running ffmpeg (scripts/test installs it)")?;
     let list = String::from_utf8_lossy(&out.stdout);
     codec
         .encoders()
         .iter()
-        .any(|(name, _)| list.split_whitespace().any(|w| w == *name))
+        .find(|(name, _)| list.split_whitespace().any(|w| w == *name))
+        .with_context(|| format!("ffmpeg has no {codec:?} encoder"))
 }
 
 impl EncodedClip {
@@ -108,18 +113,9 @@ impl EncodedClip {
         keyframe_interval: Duration,
     ) -> anyhow::Result<Self> {
         anyhow::ensure!(fps > 0 && width > 0 && height > 0, "empty clip geometry");
-        let out = Command::new("ffmpeg")
-            .args(["-hide_banner", "-encoders"])
-            .output()
-            .context("running ffmpeg (scripts/test installs it)")?;
-        let list = String::from_utf8_lossy(&out.stdout);
-        let (encoder, options) = codec
-            .encoders()
-            .iter()
-            .find(|(name, _)| list.split_whitespace().any(|w| w == *name))
-            .with_context(|| format!("ffmpeg has no {codec:?} encoder"))?;
-        let dir = TempDir::new()?;
-        let path = dir.0.join("clip.ivf");
+        let (encoder, options) = available_encoder(codec)?;
+        let dir = tempfile::tempdir().context("creating a temp dir")?;
+        let path = dir.path().join("clip.ivf");
         let frames = (duration.as_secs_f64() * f64::from(fps)).round().max(1.0) as u32;
         let gop = (keyframe_interval.as_secs_f64() * f64::from(fps))
             .round()
@@ -235,27 +231,6 @@ fn av1_is_key(tu: &[u8]) -> bool {
         (*t == 3 || *t == 6) && obu.get(*off).is_some_and(|b| b & 0xe0 == 0)
     });
     has_seq && key
-}
-
-/// A directory under the system temp dir, removed on drop.
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new() -> anyhow::Result<Self> {
-        let path = std::env::temp_dir().join(format!(
-            "onair-clip-{}-{:08x}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::create_dir_all(&path).context("creating a temp dir")?;
-        Ok(Self(path))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(Path::new(&self.0));
-    }
 }
 
 #[cfg(test)]

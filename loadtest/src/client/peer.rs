@@ -28,6 +28,10 @@ use webrtc::peer_connection::{
 
 /// Payload type we offer for H.264 (constrained baseline, packetization-mode 1).
 pub const H264_PAYLOAD_TYPE: u8 = 102;
+/// Payload type we offer for AV1 (clip publishers and viewers).
+pub const AV1_PAYLOAD_TYPE: u8 = 45;
+/// Payload type we offer for VP8 (clip publishers and viewers).
+pub const VP8_PAYLOAD_TYPE: u8 = 96;
 /// Payload type we offer for Opus.
 pub const OPUS_PAYLOAD_TYPE: u8 = 111;
 /// The H.264 fmtp line we offer: what openh264 produces.

@@ -33,8 +33,9 @@ use super::clip::{ClipCodec, EncodedClip};
 use super::h264::{H264Encoder, H264Packetizer};
 use super::pattern::{FrameStamp, PatternGenerator, now_us};
 use super::peer::{
-    ClientOptions, H264_FMTP, H264_PAYLOAD_TYPE, OPUS_PAYLOAD_TYPE, PeerEvents, build_peer,
-    build_peer_with_video, gathered_local_sdp, keyframe_requests, video_codec, wait_connected,
+    AV1_PAYLOAD_TYPE, ClientOptions, H264_FMTP, H264_PAYLOAD_TYPE, OPUS_PAYLOAD_TYPE, PeerEvents,
+    VP8_PAYLOAD_TYPE, build_peer, build_peer_with_video, gathered_local_sdp, keyframe_requests,
+    video_codec, wait_connected,
 };
 use super::signaling::{HttpExchange, LastResponse, SdpExchange};
 use super::{StopReport, spawn_terminate};
@@ -44,9 +45,6 @@ const SDES_RID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
 /// A 20 ms Opus frame: TOC 0xF8 (CELT fullband 20 ms, mono, one frame) + "silence" payload,
 /// the same packet browsers send for muted audio.
 const OPUS_SILENCE: [u8; 3] = [0xF8, 0xFF, 0xFE];
-/// Payload types offered for the clip codecs (Chrome's numbers).
-const AV1_PAYLOAD_TYPE: u8 = 45;
-const VP8_PAYLOAD_TYPE: u8 = 96;
 /// RTP payload size of clip packets (leaves room for SRTP and header extensions).
 const CLIP_MTU: usize = 1100;
 
@@ -658,19 +656,11 @@ impl EncoderLoop {
                 }
             }
         }
-        let frame_time = Duration::from_secs_f64(1.0 / self.fps as f64);
-        let start = Instant::now();
-        // One RTP clock for all layers, like OBS: the SFU can switch layers without
-        // rewriting timestamps.
-        let ts_base: u32 = rand::random();
+        let clock = FrameClock::new(self.fps);
         let mut last_keyframe: Option<Instant> = None;
         let mut index: u32 = 0;
         while !self.stop.load(Ordering::Relaxed) {
-            let due = start + frame_time * index;
-            let now = Instant::now();
-            if due > now {
-                std::thread::sleep(due - now);
-            }
+            let rtp_timestamp = clock.wait(index);
             let scheduled_key = last_keyframe.is_none_or(|t| t.elapsed() >= self.keyframe_interval);
             if scheduled_key {
                 last_keyframe = Some(Instant::now());
@@ -679,8 +669,6 @@ impl EncoderLoop {
                 index,
                 timestamp_us: now_us(),
             };
-            let rtp_timestamp =
-                ts_base.wrapping_add((start.elapsed().as_micros() * 9 / 100) as u32);
             for (i, (generator, encoder, packetizer, ssrc)) in layers.iter_mut().enumerate() {
                 let requested = self.keyframe_wanted[i].swap(false, Ordering::Relaxed);
                 let frame = generator.render(stamp);
@@ -718,6 +706,37 @@ impl EncoderLoop {
     }
 }
 
+/// The encoder loops' schedule: frame `index` is due `index` frame times after the start, and
+/// carries the 90 kHz RTP time of when it was actually made.
+struct FrameClock {
+    start: Instant,
+    frame_time: Duration,
+    /// One RTP clock for all layers, like OBS: the SFU can switch layers without rewriting
+    /// timestamps.
+    ts_base: u32,
+}
+
+impl FrameClock {
+    fn new(fps: u32) -> Self {
+        Self {
+            start: Instant::now(),
+            frame_time: Duration::from_secs_f64(1.0 / f64::from(fps.max(1))),
+            ts_base: rand::random(),
+        }
+    }
+
+    /// Sleeps until frame `index` is due; returns its RTP timestamp.
+    fn wait(&self, index: u32) -> u32 {
+        let due = self.start + self.frame_time * index;
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        self.ts_base
+            .wrapping_add((self.start.elapsed().as_micros() * 9 / 100) as u32)
+    }
+}
+
 impl EncoderLoop {
     /// Sends a pre-encoded clip in a loop at the configured frame rate on every layer; a
     /// keyframe request starts that layer over from the clip's first frame (a keyframe).
@@ -747,18 +766,10 @@ impl EncoderLoop {
                 dd_frame: rand::random(),
             })
             .collect();
-        let frame_time = Duration::from_secs_f64(1.0 / self.fps as f64);
-        let start = Instant::now();
-        let ts_base: u32 = rand::random();
+        let clock = FrameClock::new(self.fps);
         let mut index: u32 = 0;
         while !self.stop.load(Ordering::Relaxed) {
-            let due = start + frame_time * index;
-            let now = Instant::now();
-            if due > now {
-                std::thread::sleep(due - now);
-            }
-            let rtp_timestamp =
-                ts_base.wrapping_add((start.elapsed().as_micros() * 9 / 100) as u32);
+            let rtp_timestamp = clock.wait(index);
             for (i, l) in layers.iter_mut().enumerate() {
                 if self.keyframe_wanted[i].swap(false, Ordering::Relaxed) {
                     l.next = 0;

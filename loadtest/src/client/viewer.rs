@@ -27,8 +27,8 @@ use super::clip::ClipCodec;
 use super::h264::{AccessUnit, AccessUnitAssembler, H264Decoder};
 use super::pattern::now_us;
 use super::peer::{
-    ClientOptions, PeerEvents, build_peer, build_peer_with_video_on, gathered_local_sdp,
-    video_codec, wait_connected,
+    AV1_PAYLOAD_TYPE, ClientOptions, PeerEvents, VP8_PAYLOAD_TYPE, build_peer,
+    build_peer_with_video_on, gathered_local_sdp, video_codec, wait_connected,
 };
 use super::signaling::{
     HttpExchange, LastResponse, SdpExchange, candidate_transport, candidates_in, filter_candidates,
@@ -40,9 +40,6 @@ pub type AnswerRewrite = Arc<dyn Fn(String) -> String + Send + Sync>;
 
 /// Minimum time between two PLIs we send.
 const PLI_INTERVAL: Duration = Duration::from_millis(300);
-/// Payload types offered for AV1 and VP8 (Chrome's numbers, as the clip publisher uses).
-const AV1_PAYLOAD_TYPE: u8 = 45;
-const VP8_PAYLOAD_TYPE: u8 = 96;
 
 /// The video codec a viewer offers; the server answers in the live stream's codec, so this
 /// must match what the publisher sends.

@@ -25,7 +25,6 @@ function relationshipUi() {
     els.subBadge.dataset.tier = sub.tier;
   }
   els.subscribe.textContent = sub && sub.renews !== false ? 'Unsubscribe' : 'Subscribe';
-  els.tier.classList.toggle('hidden', !!(sub && sub.renews !== false));
   const own = auth.user && state.info.ownerID === auth.user.id;
   els.subscribe.classList.toggle('hidden', own);
   els.tier.classList.toggle('hidden', own || !!(sub && sub.renews !== false));

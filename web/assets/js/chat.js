@@ -115,7 +115,6 @@ export class Chat extends EventTarget {
     this.banner.classList.remove('hidden');
     if (until !== null) this.banTimer = setInterval(show, 1000);
     this.refreshInput();
-    this.dispatchEvent(new CustomEvent('banned', { detail: until }));
   }
 
   // ---- transports
@@ -293,7 +292,6 @@ export class Chat extends EventTarget {
     const li = this.byOffset.get(want);
     if (li) {
       this.log.scrollTop = li.offsetTop - this.log.offsetTop;
-      this.dispatchEvent(new CustomEvent('scrollrestored', { detail: want }));
     }
   }
 
@@ -330,7 +328,7 @@ export class Chat extends EventTarget {
       if (Number(el.dataset.offset) > m.offset) { next = el; break; }
     }
     if (li.parentNode !== this.log || next !== li.nextSibling) {
-      if (next) this.log.insertBefore(li, next); else this.log.append(this.log.contains(li) ? li : li);
+      if (next) this.log.insertBefore(li, next); else this.log.append(li);
     }
     this.top = Math.max(this.top, m.offset);
     this.bottom = this.bottom === null ? m.offset : Math.min(this.bottom, m.offset);

@@ -130,7 +130,6 @@ export class Player extends EventTarget {
       clearTimeout(disconnectTimer);
       whep.close();
       this.whep = null;
-      this.emit('session-ended', why);
       if (why === 'inactive') {
         this.setState('offline', [h('p', h('strong', 'The stream ended')), h('p.muted', 'Waiting for the channel to go live again…')]);
         await this.waitLive(2000);
@@ -145,7 +144,6 @@ export class Player extends EventTarget {
     // 1, 2, 4, 8, 16 s (cap), each with ±25 % jitter so viewers do not return in step.
     const ms = Math.min(16000, 1000 * 2 ** (n - 1)) * (0.75 + Math.random() / 2);
     this.setState('reconnecting', [h('p', h('strong', 'Reconnecting…')), h('p.muted', `${err.message}; trying again in ${Math.round(ms / 1000)} s`)]);
-    this.emit('reconnecting', { attempt: n, ms });
     await sleep(ms);
   }
 
@@ -318,7 +316,6 @@ export class Player extends EventTarget {
     if (rank !== 'auto' && !rid) return; // layers not known yet; applied when they arrive
     try {
       await this.whep.selectLayer(rid);
-      this.emit('quality', { rank, rid });
     } catch (e) {
       console.warn('layer selection failed', e);
     }
@@ -384,7 +381,6 @@ export class Player extends EventTarget {
     this.mode = 'paused';
     this.setPlayIcon(true);
     this.liveBtn.classList.remove('hidden');
-    this.emit('mode', this.mode);
   }
 
   resume() { this.playFrom(this.pausedAt); }
@@ -404,7 +400,6 @@ export class Player extends EventTarget {
     this.mode = 'shifted';
     this.el.dataset.dvr = 'loading';
     this.liveBtn.classList.remove('hidden');
-    this.emit('mode', this.mode);
     try {
       await dvr.ready;
     } catch (e) {
@@ -440,7 +435,6 @@ export class Player extends EventTarget {
     this.playLive();
     this.setPlayIcon(false);
     this.liveBtn.classList.add('hidden');
-    this.emit('mode', this.mode);
   }
 
   close() {

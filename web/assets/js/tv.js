@@ -186,7 +186,8 @@ function connectChat() {
       showInfo();
     }
   };
-  ws.onclose = () => setTimeout(connectChat, Math.min(15000, 1000 * 2 ** wsRetry++));
+  // Jittered, so a room of TVs does not reconnect in step.
+  ws.onclose = () => setTimeout(connectChat, Math.min(15000, 1000 * 2 ** wsRetry++) * (0.75 + Math.random() / 2));
 }
 
 let info = null;
